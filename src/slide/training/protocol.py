@@ -1,0 +1,205 @@
+"""The shared protocol: same batches, same evaluation samples and steps, same files for every system.
+
+A system plugs in as a `Model` (train one batch, predict top-k, save/load); `run_training` owns the
+loop, the clocks, evaluation, checkpoints and the output files (metrics.csv, final.json).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..atomic import atomic_path, write_json
+from ..data.csr import Split
+
+METRICS_COLUMNS = ["system", "step", "epoch", "train_seconds", "wall_seconds",
+                   "p_at_1", "p_at_3", "p_at_5", "eval_samples", "loss"]
+TOPK = 5
+_COLUMN_TYPES = {"system": str, "step": int, "eval_samples": int}
+
+
+class Model(Protocol):
+    def train_batch(self, batch: Split) -> float: ...            # returns the batch's mean loss
+    def predict_topk(self, batch: Split, k: int) -> np.ndarray: ...  # (n, k) label ids, best first
+    def save(self, path: Path) -> None: ...
+    def load(self, path: Path) -> None: ...
+    def info(self) -> dict: ...                                   # threads, versions, ISA, ... for final.json
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 128
+    epochs: int = 1
+    eval_every: int = 100          # steps between evaluations on the fixed test subset
+    eval_samples: int = 1000       # size of that subset (seeded, same for every system)
+    eval_batch_size: int = 1024
+    checkpoint_every: int = 0      # steps; 0 = only at the end of each epoch
+    max_steps: int | None = None   # stop early (tests, smoke runs)
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "TrainConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in cfg.items() if k in known})
+
+
+def eval_subset(n_test: int, size: int, seed: int) -> np.ndarray:
+    """Fixed, seeded, sorted subset of test rows used for periodic evaluation."""
+    size = min(size, n_test)
+    return np.sort(np.random.default_rng([seed, 0xE5A1]).choice(n_test, size=size, replace=False))
+
+
+def batch_order(n_train: int, epoch: int, seed: int) -> np.ndarray:
+    """Row order of one epoch: a seeded permutation, identical for every system."""
+    return np.random.default_rng([seed, epoch]).permutation(n_train)
+
+
+def precision_at_k(topk: np.ndarray, split: Split, ks=(1, 3, 5)) -> dict[int, float]:
+    """P@k = mean over rows of |top-k ∩ labels| / k (rows with no labels count as 0, as in XMLRepository)."""
+    n = split.n
+    if topk.shape[0] != n:
+        raise ValueError(f"predictions for {topk.shape[0]} rows, split has {n}")
+    hits = np.zeros((n, topk.shape[1]), dtype=bool)
+    lab_ptr, labels = split.label_indptr, split.labels
+    for i in range(n):
+        row = labels[lab_ptr[i]:lab_ptr[i + 1]]
+        if len(row):
+            hits[i] = np.isin(topk[i], row)
+    return {k: float(hits[:, :k].sum(axis=1).mean() / k) if n else 0.0 for k in ks}
+
+
+def evaluate(model: Model, split: Split, batch_size: int) -> dict[int, float]:
+    preds = [model.predict_topk(split.rows(np.arange(s, min(s + batch_size, split.n))), TOPK)
+             for s in range(0, split.n, batch_size)]
+    return precision_at_k(np.concatenate(preds) if preds else np.zeros((0, TOPK), np.int64), split)
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+@dataclass
+class _State:
+    step: int = 0
+    train_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    fingerprint: str = ""
+
+
+def run_training(model: Model, system: str, train: Split, test: Split, cfg: TrainConfig,
+                 out_dir: str | os.PathLike, progress: bool = True, fingerprint: str = "") -> dict:
+    """Train `model` under the shared protocol; write metrics.csv, final.json and checkpoints in out_dir.
+
+    Resumes from out_dir/checkpoint if a killed run with the same `fingerprint` (a digest of
+    everything that defines the run: config, data) left one; the checkpoint is removed on success.
+    Returns the final.json dict.
+    """
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir, metrics_path = out / "checkpoint", out / "metrics.csv"
+    steps_per_epoch = -(-train.n // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    eval_split = test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed))
+
+    fingerprint = fingerprint or json.dumps(asdict(cfg), sort_keys=True)
+    state, rows = _resume(model, ckpt_dir, fingerprint)
+    if state.step:
+        print(f"[{system}] resuming from step {state.step} ({ckpt_dir})", file=sys.stderr)
+    wall0 = time.perf_counter() - state.wall_seconds
+    losses: list[float] = []
+
+    def record(step: int):
+        t_eval = time.perf_counter()
+        p = evaluate(model, eval_split, cfg.eval_batch_size)
+        eval_time = time.perf_counter() - t_eval
+        rows.append({"system": system, "step": step, "epoch": step / steps_per_epoch,
+                     "train_seconds": state.train_seconds,
+                     "wall_seconds": time.perf_counter() - wall0,
+                     "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5],
+                     "eval_samples": eval_split.n,
+                     "loss": float(np.mean(losses)) if losses else float("nan")})
+        losses.clear()
+        _write_metrics(metrics_path, rows)
+        bar.set_postfix(p1=f"{p[1]:.3f}", eval_s=f"{eval_time:.1f}")
+
+    bar = tqdm(total=total, initial=state.step, desc=f"train {system}", unit="batch",
+               disable=not progress, file=sys.stderr, mininterval=2.0)
+    if state.step == 0:
+        record(0)
+    order_epoch, order = -1, None
+    while state.step < total:
+        epoch, b = divmod(state.step, steps_per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = batch_order(train.n, epoch, cfg.seed), epoch
+        t0 = time.perf_counter()
+        batch = train.rows(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+        losses.append(float(model.train_batch(batch)))
+        state.train_seconds += time.perf_counter() - t0
+        state.step += 1
+        bar.update(1)
+        if state.step % cfg.eval_every == 0 or state.step == total:
+            record(state.step)
+        end_of_epoch = state.step % steps_per_epoch == 0
+        if state.step < total and ((cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or end_of_epoch):
+            state.wall_seconds = time.perf_counter() - wall0
+            _checkpoint(model, ckpt_dir, state, metrics_path, fingerprint)
+    bar.close()
+
+    t_final = time.perf_counter()
+    p = evaluate(model, test, cfg.eval_batch_size)
+    final = {"system": system, "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5],
+             "test_samples": test.n, "steps": state.step, "epochs": state.step / steps_per_epoch,
+             "train_seconds": state.train_seconds,
+             "seconds_per_batch": state.train_seconds / max(state.step, 1),
+             "wall_seconds": time.perf_counter() - wall0,
+             "final_eval_seconds": time.perf_counter() - t_final,
+             "peak_rss_bytes": peak_rss_bytes(), "config": asdict(cfg), **model.info()}
+    model.save(out / "model")
+    write_json(out / "final.json", final)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return final
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _checkpoint(model: Model, ckpt_dir: Path, state: _State, metrics_path: Path, fingerprint: str) -> None:
+    # The checkpoint keeps its own copy of the metrics: Snakemake deletes a rerun job's outputs.
+    (ckpt_dir / "state.json").unlink(missing_ok=True)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    model.save(ckpt_dir / "model")
+    shutil.copyfile(metrics_path, ckpt_dir / "metrics.csv")
+    state.fingerprint = fingerprint
+    write_json(ckpt_dir / "state.json", asdict(state))  # written last: its presence marks a complete checkpoint
+
+
+def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, list[dict]]:
+    state_path = ckpt_dir / "state.json"
+    if not state_path.exists():
+        return _State(), []
+    state = _State(**json.loads(state_path.read_text()))
+    if state.fingerprint != fingerprint:
+        print(f"ignoring checkpoint {ckpt_dir}: it belongs to a different configuration", file=sys.stderr)
+        shutil.rmtree(ckpt_dir)
+        return _State(), []
+    model.load(ckpt_dir / "model")
+    with open(ckpt_dir / "metrics.csv", newline="") as f:
+        rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
+    return state, rows

@@ -1,0 +1,2 @@
+# Figures, summary, report (issue 5)
+FIGURE_TARGETS = []

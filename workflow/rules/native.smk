@@ -1,0 +1,14 @@
+rule build_native:
+    """Build the C++ SLIDE core tuned for the checked host into results/build/ (extension + build.json)."""
+    input:
+        sources=sorted(str(p) for p in Path("native").rglob("*") if p.is_file()),
+        check="results/system/check.json",
+    output:
+        "results/build/build.json",
+    log:
+        "results/logs/build_native/build.log",
+    threads: workflow.cores
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/build_native.py"

@@ -1,0 +1,1 @@
+# Host check (issue 3): check_system -> results/system/check.json
