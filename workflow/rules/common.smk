@@ -17,6 +17,11 @@ def run_dir(system):
     return f"results/runs/{DATASET}/{system}"
 
 
+def train_inputs(extra=None):
+    """The prepared dataset every training rule reads (plus rule-specific inputs)."""
+    return {"train": f"{DATA}/train.npz", "test": f"{DATA}/test.npz", "meta": f"{DATA}/meta.json", **(extra or {})}
+
+
 def final_targets():
     """What `rule all` asks for; each stage adds its end products here."""
     return [

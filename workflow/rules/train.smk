@@ -1,14 +1,10 @@
 # Timed rules take all cores so that they never overlap (DESIGN.md).
 
 
-def _train_inputs(extra=None):
-    return {"train": f"{DATA}/train.npz", "test": f"{DATA}/test.npz", "meta": f"{DATA}/meta.json", **(extra or {})}
-
-
 rule train_slide:
     input:
         # the built extension: a change to the C++ sources retrains (code tracking does not see them)
-        **_train_inputs({"build": "results/build/build.json"}),
+        **train_inputs({"build": "results/build/build.json"}),
     output:
         final=f"results/runs/{DATASET}/slide/final.json",
         metrics=f"results/runs/{DATASET}/slide/metrics.csv",
@@ -29,7 +25,7 @@ rule train_slide:
 
 rule train_tf_full:
     input:
-        **_train_inputs(),
+        **train_inputs(),
     output:
         final=f"results/runs/{DATASET}/tf_full/final.json",
         metrics=f"results/runs/{DATASET}/tf_full/metrics.csv",
@@ -51,7 +47,7 @@ rule train_tf_full:
 
 rule train_tf_sampled:
     input:
-        **_train_inputs(),
+        **train_inputs(),
     output:
         final=f"results/runs/{DATASET}/tf_sampled/final.json",
         metrics=f"results/runs/{DATASET}/tf_sampled/metrics.csv",

@@ -1,0 +1,67 @@
+#include "alloc.hpp"
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <new>
+#include <stdexcept>
+
+namespace slide {
+
+namespace {
+constexpr std::size_t kHuge = std::size_t(2) << 20;
+std::atomic<std::size_t> g_bytes[3];
+std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
+}  // namespace
+
+PagePolicy parse_page_policy(const std::string& s) {
+  if (s == "auto") return PagePolicy::Auto;
+  if (s == "on") return PagePolicy::On;
+  if (s == "off") return PagePolicy::Off;
+  throw std::invalid_argument("hugepages must be 'auto', 'on' or 'off', got '" + s + "'");
+}
+
+const char* page_kind_name(PageKind k) {
+  switch (k) {
+    case PageKind::Hugetlb: return "hugetlb";
+    case PageKind::Thp: return "thp";
+    default: return "plain";
+  }
+}
+
+PageStats page_stats() {
+  PageStats s;
+  for (int i = 0; i < 3; ++i) s.bytes[i] = g_bytes[i].load();
+  return s;
+}
+
+void* huge_alloc(std::size_t bytes, PagePolicy policy, std::size_t* mapped, PageKind* kind) {
+  void* p = MAP_FAILED;
+  // Small arrays are not worth a hugepage; reserved pages are scarce.
+  const bool big = bytes >= kHuge;
+  // No MAP_NORESERVE: without reserved pages mmap fails here (and we fall back) instead of SIGBUS later.
+  if (policy != PagePolicy::Off && big) {
+    *mapped = round_up(bytes, kHuge);
+    p = mmap(nullptr, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
+             -1, 0);
+    if (p != MAP_FAILED) *kind = PageKind::Hugetlb;
+  }
+  if (p == MAP_FAILED) {
+    *mapped = round_up(bytes, 4096);
+    p = mmap(nullptr, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    *kind = PageKind::Plain;
+#ifdef MADV_HUGEPAGE
+    if (policy != PagePolicy::Off && big && madvise(p, *mapped, MADV_HUGEPAGE) == 0) *kind = PageKind::Thp;
+#endif
+  }
+  g_bytes[static_cast<int>(*kind)] += *mapped;
+  return p;
+}
+
+void huge_free(void* p, std::size_t mapped, PageKind kind) {
+  munmap(p, mapped);
+  g_bytes[static_cast<int>(kind)] -= mapped;
+}
+
+}  // namespace slide

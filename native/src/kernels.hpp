@@ -1,0 +1,37 @@
+// Hot loops, compiled three times (AVX-512, AVX2+FMA, baseline x86-64) and chosen at run time
+// (faiss-style dispatch), so one portable binary runs the best code the CPU supports.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace slide {
+
+constexpr int kTile = 16;  // neurons per tile of the dense-inference micro-kernel
+
+struct Kernels {
+  const char* name;
+  // a . b over n floats
+  float (*dot)(const float* a, const float* b, int n);
+  // y += a * x
+  void (*axpy)(float* y, float a, const float* x, int n);
+  // out[i] = W[ids[i]] . x   (rows of length n, row stride ld)
+  void (*gather_dot)(const float* W, std::int64_t ld, const std::int32_t* ids, int m, const float* x, int n,
+                     float* out);
+  // y += sum_i coef[i] * W[ids[i]]
+  void (*gather_axpy)(const float* W, std::int64_t ld, const std::int32_t* ids, const float* coef, int m, int n,
+                      float* y);
+  // one Adam step on n weights given their gradient g (lr_t already bias-corrected)
+  void (*adam)(float* w, float* m, float* v, const float* g, int n, float lr_t, float b1, float b2, float eps);
+  // out[s*kTile + c] = H[s] . Wt[:, c]  for s < ns; Wt is n x kTile (a transposed tile of kTile neurons)
+  void (*score_tile)(const float* H, int ldh, int ns, const float* Wt, int n, float* out);
+  // DWTA over bins in groups of 8 (structure of arrays: dims[g][j][lane], pos likewise): for every bin,
+  // out[bin] = position (0..7) of the largest of v over its 8 dims; the first max in dim order wins.
+  void (*dwta)(const float* v, const std::int32_t* dims, const std::int32_t* pos, int ngroups, std::int32_t* out);
+};
+
+// isa: "auto" (best the CPU supports), "avx512", "avx2" or "scalar". Throws if the CPU lacks it.
+const Kernels& select_kernels(const std::string& isa);
+// What the CPU supports, best first ("avx512", "avx2", "scalar").
+std::string best_isa();
+
+}  // namespace slide

@@ -1,0 +1,158 @@
+#include "lsh.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+
+#include "rng.hpp"
+
+namespace slide {
+
+HashKind parse_hash_kind(const std::string& s) {
+  if (s == "dwta") return HashKind::Dwta;
+  if (s == "srp") return HashKind::Srp;
+  throw std::invalid_argument("hash must be 'dwta' or 'srp', got '" + s + "'");
+}
+
+Replacement parse_replacement(const std::string& s) {
+  if (s == "fifo") return Replacement::Fifo;
+  if (s == "reservoir") return Replacement::Reservoir;
+  throw std::invalid_argument("replacement must be 'fifo' or 'reservoir', got '" + s + "'");
+}
+
+HashFamily::HashFamily(HashKind kind, int K, int L, int dim, int range_pow, bool compat_shift, std::uint64_t seed)
+    : kind_(kind), K_(K), L_(L), dim_(dim), range_pow_(range_pow) {
+  if (K < 1 || L < 1 || dim < 1 || range_pow < 1 || range_pow > 30)
+    throw std::invalid_argument("LSH needs K >= 1, L >= 1, 1 <= range_pow <= 30");
+  mask_ = (range_pow >= 32) ? 0xFFFFFFFFu : ((1u << range_pow) - 1u);
+  const int nh = K * L;
+  Rng rng(seed);
+  if (kind == HashKind::Dwta) {
+    // Bins of 8 consecutive slots over concatenated random permutations of the dims (as the original):
+    // slot p*dim + j holds dim perm_p[j]; bin = slot / 8, position = slot % 8.
+    constexpr int kBin = 8;
+    // The original shifts each 3-bit code by floor(ln 8) = 2 bits, so codes overlap; log2 8 = 3 is correct.
+    shift_ = compat_shift ? 2 : 3;
+    const int permutations = (nh * kBin + dim - 1) / dim;
+    std::vector<std::int32_t> slot_dim(static_cast<std::size_t>(permutations) * dim);
+    std::vector<std::int32_t> perm(dim);
+    for (int p = 0; p < permutations; ++p) {
+      std::iota(perm.begin(), perm.end(), 0);
+      for (int i = dim - 1; i > 0; --i) std::swap(perm[i], perm[rng.below(i + 1)]);
+      std::copy(perm.begin(), perm.end(), slot_dim.begin() + static_cast<std::size_t>(p) * dim);
+    }
+    const int groups = (nh + 7) / 8;
+    bin_dims_.assign(static_cast<std::size_t>(groups) * 64, 0);  // padding bins read dim 0, results unused
+    bin_pos_.assign(static_cast<std::size_t>(groups) * 64, 0);
+    for (int b = 0; b < nh; ++b) {
+      std::pair<int, int> e[kBin];
+      for (int j = 0; j < kBin; ++j) e[j] = {slot_dim[static_cast<std::size_t>(b) * kBin + j], j};
+      std::sort(e, e + kBin);  // ascending dim: the first max in dim order wins, like the original's scan
+      const int g = b / 8, lane = b % 8;
+      for (int j = 0; j < kBin; ++j) {
+        bin_dims_[g * 64 + j * 8 + lane] = e[j].first;
+        bin_pos_[g * 64 + j * 8 + lane] = e[j].second;
+      }
+    }
+  } else {
+    shift_ = 1;
+    srp_nnz_ = std::max(1, dim / 3);
+    srp_dims_.resize(static_cast<std::size_t>(nh) * srp_nnz_);
+    srp_signs_.resize(srp_dims_.size());
+    std::vector<std::int32_t> perm(dim);
+    std::iota(perm.begin(), perm.end(), 0);
+    for (int h = 0; h < nh; ++h) {
+      // a random subset of dims (partial Fisher-Yates) with random signs
+      for (int i = 0; i < srp_nnz_; ++i) std::swap(perm[i], perm[i + rng.below(dim - i)]);
+      std::sort(perm.begin(), perm.begin() + srp_nnz_);
+      for (int i = 0; i < srp_nnz_; ++i) {
+        srp_dims_[static_cast<std::size_t>(h) * srp_nnz_ + i] = perm[i];
+        srp_signs_[static_cast<std::size_t>(h) * srp_nnz_ + i] = (rng.next() & 1) ? 1.f : -1.f;
+      }
+    }
+  }
+}
+
+void HashFamily::bucket_codes(const Kernels& k, const float* v, std::uint32_t* codes, std::int32_t* h,
+                              std::int64_t stride) const {
+  const int nh = K_ * L_;
+  if (kind_ == HashKind::Dwta) {
+    k.dwta(v, bin_dims_.data(), bin_pos_.data(), (nh + 7) / 8, h);
+  } else {
+    for (int i = 0; i < nh; ++i) {
+      const std::int32_t* d = srp_dims_.data() + static_cast<std::size_t>(i) * srp_nnz_;
+      const float* s = srp_signs_.data() + static_cast<std::size_t>(i) * srp_nnz_;
+      float acc = 0.f;
+      for (int j = 0; j < srp_nnz_; ++j) acc += s[j] * v[d[j]];
+      h[i] = acc >= 0.f ? 1 : 0;
+    }
+  }
+  for (int t = 0; t < L_; ++t) {
+    std::uint32_t idx = 0;
+    for (int j = 0; j < K_; ++j) idx |= static_cast<std::uint32_t>(h[t * K_ + j]) << ((K_ - 1 - j) * shift_);
+    // With K*shift > range_pow, fold the high bits in rather than dropping them.
+    codes[t * stride] = (idx ^ (idx >> range_pow_)) & mask_;
+  }
+}
+
+HashTables::HashTables(int L, int range_pow, int capacity, Replacement policy, PagePolicy pages)
+    : L_(L), capacity_(capacity), nbuckets_(std::int64_t(1) << range_pow), policy_(policy), pages_(pages) {
+  if (capacity < 1) throw std::invalid_argument("bucket_size must be >= 1");
+  offsets_.allocate(static_cast<std::size_t>(L) * (nbuckets_ + 1), pages_);
+}
+
+void HashTables::build(const std::uint32_t* codes, std::int64_t N, const std::int32_t* order, std::uint64_t seed,
+                       int threads) {
+  if (N != N_ || ids_.size() == 0) {
+    N_ = N;
+    ids_.allocate(static_cast<std::size_t>(L_) * N, pages_);
+  }
+  const std::int64_t nb = nbuckets_;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<std::uint32_t> count(nb), seen(nb);
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < L_; ++t) {
+      std::fill(count.begin(), count.end(), 0u);
+      std::fill(seen.begin(), seen.end(), 0u);
+      const std::uint32_t* tc = codes + static_cast<std::int64_t>(t) * N;
+      for (std::int64_t i = 0; i < N; ++i) ++count[tc[i]];
+      std::uint32_t* off = offsets_.data() + static_cast<std::int64_t>(t) * (nb + 1);
+      off[0] = 0;
+      for (std::int64_t b = 0; b < nb; ++b)
+        off[b + 1] = off[b] + std::min<std::uint32_t>(count[b], static_cast<std::uint32_t>(capacity_));
+      std::int32_t* ids = ids_.data() + static_cast<std::int64_t>(t) * N;
+      Rng rng(mix(seed, static_cast<std::uint64_t>(t)));
+      for (std::int64_t i = 0; i < N; ++i) {
+        const std::int32_t n = order[i];
+        const std::uint32_t b = tc[i];
+        const std::uint32_t j = seen[b]++;  // this is the j-th insertion into bucket b
+        const std::uint32_t cap = static_cast<std::uint32_t>(capacity_);
+        if (count[b] <= cap) {
+          ids[off[b] + j] = n;
+        } else if (policy_ == Replacement::Fifo) {
+          // ring buffer overwrite == keep the last `cap` insertions
+          if (j >= count[b] - cap) ids[off[b] + (j - (count[b] - cap))] = n;
+        } else {
+          if (j < cap) {
+            ids[off[b] + j] = n;
+          } else {
+            const std::uint64_t r = rng.below(j + 1);
+            if (r < cap) ids[off[b] + r] = n;
+          }
+        }
+      }
+    }
+  }
+}
+
+void HashTables::stats(std::int64_t* nonempty, std::int64_t* stored) const {
+  *nonempty = *stored = 0;
+  for (int t = 0; t < L_; ++t) {
+    const std::uint32_t* off = offsets_.data() + static_cast<std::int64_t>(t) * (nbuckets_ + 1);
+    for (std::int64_t b = 0; b < nbuckets_; ++b) *nonempty += off[b + 1] > off[b];
+    *stored += off[nbuckets_];
+  }
+}
+
+}  // namespace slide

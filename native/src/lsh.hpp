@@ -1,0 +1,76 @@
+// LSH for SLIDE: hash families over a layer's input space (DWTA, SimHash/SRP) and L hash tables
+// of fixed-capacity buckets holding neuron ids, rebuilt from the neurons' weight vectors.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "alloc.hpp"
+#include "kernels.hpp"
+
+namespace slide {
+
+enum class HashKind { Dwta, Srp };
+HashKind parse_hash_kind(const std::string& s);
+
+// K*L hash functions over dense `dim`-vectors, combined K at a time into L bucket indices.
+class HashFamily {
+ public:
+  HashFamily() = default;
+  HashFamily(HashKind kind, int K, int L, int dim, int range_pow, bool compat_shift, std::uint64_t seed);
+  // codes[t * stride] for t < L: the bucket of v in table t. scratch: at least scratch_size() ints.
+  void bucket_codes(const Kernels& k, const float* v, std::uint32_t* codes, std::int32_t* scratch,
+                    std::int64_t stride = 1) const;
+  int scratch_size() const { return (K_ * L_ + 7) / 8 * 8; }
+  int K() const { return K_; }
+  int L() const { return L_; }
+  int num_hashes() const { return K_ * L_; }
+
+ private:
+  HashKind kind_ = HashKind::Dwta;
+  int K_ = 0, L_ = 0, dim_ = 0, range_pow_ = 0, shift_ = 0;
+  std::uint32_t mask_ = 0;
+  // DWTA: each of the K*L bins sees 8 input dims (from random permutations of all dims) and hashes
+  // to the position (0..7) of the largest; dims sorted ascending so ties go to the lowest dim, as the
+  // original. Stored in groups of 8 bins, structure of arrays (see Kernels::dwta).
+  std::vector<std::int32_t> bin_dims_, bin_pos_;
+  // SRP: each of the K*L bits is the sign of a sparse +-1 projection over ~dim/3 dims.
+  int srp_nnz_ = 0;
+  std::vector<std::int32_t> srp_dims_;
+  std::vector<float> srp_signs_;
+};
+
+enum class Replacement { Fifo, Reservoir };
+Replacement parse_replacement(const std::string& s);
+
+// L tables x 2^range_pow buckets, each holding at most `capacity` ids, stored contiguously (CSR per
+// table) instead of the original's 13M small arrays: ~0.2 GB for Amazon-670K instead of 6.7 GB.
+class HashTables {
+ public:
+  HashTables() = default;
+  HashTables(int L, int range_pow, int capacity, Replacement policy, PagePolicy pages);
+  // Refill every table: codes[t*N + i] is the bucket in table t of the i-th neuron inserted, order[i].
+  // FIFO keeps each bucket's last `capacity` insertions, reservoir a uniform sample of them.
+  void build(const std::uint32_t* codes, std::int64_t N, const std::int32_t* order, std::uint64_t seed,
+             int threads);
+  const std::int32_t* bucket(int t, std::uint32_t b, int* len) const {
+    const std::uint32_t* off = offsets_.data() + static_cast<std::int64_t>(t) * (nbuckets_ + 1);
+    *len = static_cast<int>(off[b + 1] - off[b]);
+    return ids_.data() + static_cast<std::int64_t>(t) * N_ + off[b];
+  }
+  int L() const { return L_; }
+  std::int64_t nbuckets() const { return nbuckets_; }
+  int capacity() const { return capacity_; }
+  // Occupancy statistics for tests and reports: non-empty buckets and stored ids, summed over tables.
+  void stats(std::int64_t* nonempty, std::int64_t* stored) const;
+
+ private:
+  int L_ = 0, capacity_ = 0;
+  std::int64_t nbuckets_ = 0, N_ = 0;
+  Replacement policy_ = Replacement::Fifo;
+  PagePolicy pages_ = PagePolicy::Auto;
+  HugeArray<std::uint32_t> offsets_;  // L x (nbuckets+1)
+  HugeArray<std::int32_t> ids_;       // L x N (each table's ids packed at its start)
+};
+
+}  // namespace slide

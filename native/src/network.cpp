@@ -1,0 +1,811 @@
+#include "network.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "rng.hpp"
+
+namespace slide {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
+constexpr std::uint32_t kFormat = 1;
+}  // namespace
+
+// One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
+// touches one contiguous row per nonzero feature; every other layer stores W neuron-major (size x in_dim).
+struct Network::Layer {
+  int in_dim = 0, size = 0;
+  bool input = false, sparse = false;
+  // Parameters interleaved per row, [w | Adam m | Adam v], so that an Adam step streams one contiguous
+  // 3*cols block per touched row (prefetch-friendly) instead of three scattered ones.
+  HugeArray<float> P;
+  std::int64_t ld = 0;  // row stride of P = 3 * cols
+  std::vector<float> b, mb, vb;
+  float* w(std::int64_t r) { return P.data() + r * ld; }
+  const float* w(std::int64_t r) const { return P.data() + r * ld; }
+  float* m(std::int64_t r) { return P.data() + r * ld + cols(); }
+  float* v(std::int64_t r) { return P.data() + r * ld + 2 * cols(); }
+  HashFamily hash;
+  HashTables tables;
+  std::vector<std::int32_t> rand_perm;  // padding order for sparse layers (the original's _randNode)
+  std::vector<std::int32_t> order;      // rehash scratch: insertion order
+  std::vector<std::uint32_t> codes;     // rehash scratch: bucket codes, table-major
+  std::int64_t rows() const { return input ? in_dim : size; }
+  int cols() const { return input ? size : in_dim; }
+};
+
+// Per-batch buffers, reused across batches.
+struct Network::Workspace {
+  std::int64_t batch = 0;
+  std::vector<std::vector<float>> H, D;  // per hidden layer: batch x size activations / pre-activation grads
+  std::vector<std::vector<std::int32_t>> active;  // output layer: active neurons per sample
+  std::vector<std::vector<float>> dz;             // output layer: d loss / d logit per active neuron
+  std::vector<float> loss;
+  std::vector<int> has_label;
+  // transposition of (row id, sample, coefficient) triples for the gradient pass
+  std::vector<std::int32_t> tcount, touched, tsample;
+  std::vector<float> tcoef;
+  std::vector<std::int64_t> tstart, tfill;
+  struct PerThread {
+    std::vector<std::uint32_t> mark;
+    std::uint32_t stamp = 0;
+    std::vector<std::int32_t> hscratch;
+    std::vector<std::uint32_t> codes;
+    std::vector<float> z, dh, dh2, g;
+    double t_hash = 0, t_fwd = 0, t_bwd = 0;
+  };
+  std::vector<PerThread> pt;
+};
+
+static float* row_ptr(std::vector<float>& m, std::int64_t row, int width) { return m.data() + row * width; }
+
+Network::Network(const NetConfig& cfg) : cfg_(cfg) {
+  if (cfg.n_features < 1) throw std::invalid_argument("n_features must be >= 1");
+  if (cfg.layers.size() < 2) throw std::invalid_argument("need at least one hidden layer and the output layer");
+  if (cfg.rehash < 1 || cfg.rebuild < 1) throw std::invalid_argument("rehash and rebuild must be >= 1 sample");
+  if (cfg.schedule != "fixed" && cfg.schedule != "exponential")
+    throw std::invalid_argument("schedule must be 'fixed' or 'exponential', got '" + cfg.schedule + "'");
+  if (!(cfg.lr > 0)) throw std::invalid_argument("lr must be > 0");
+  if (cfg.min_active < 0 || cfg.pad_below < 0) throw std::invalid_argument("min_active and pad_below must be >= 0");
+  k_ = &select_kernels(cfg.isa);
+  pages_ = parse_page_policy(cfg.hugepages);
+  const Replacement repl = parse_replacement(cfg.replacement);
+  threads_ = cfg.threads > 0 ? cfg.threads : omp_get_max_threads();
+
+  layers_.resize(cfg.layers.size());
+  std::int64_t in_dim = cfg.n_features;
+  for (std::size_t l = 0; l < cfg.layers.size(); ++l) {
+    const LayerSpec& s = cfg.layers[l];
+    Layer& L = layers_[l];
+    if (s.size < 1) throw std::invalid_argument("layer " + std::to_string(l) + ": size must be >= 1");
+    if (!(s.sparsity > 0 && s.sparsity <= 1))
+      throw std::invalid_argument("layer " + std::to_string(l) + ": sparsity must be in (0, 1]");
+    const bool is_output = l + 1 == cfg.layers.size();
+    if (!is_output && s.sparsity < 1)
+      throw std::invalid_argument("layer " + std::to_string(l) +
+                                  ": LSH-sparse hidden layers are not supported; set its sparsity to 1 "
+                                  "(as in every published SLIDE configuration)");
+    if (in_dim > std::numeric_limits<int>::max()) throw std::invalid_argument("n_features too large");
+    L.in_dim = static_cast<int>(in_dim);
+    L.size = s.size;
+    L.input = l == 0;
+    L.sparse = s.sparsity < 1;
+    L.ld = 3 * static_cast<std::int64_t>(L.cols());
+    L.P.allocate(static_cast<std::size_t>(L.rows()) * L.ld, pages_);
+    L.b.assign(s.size, 0.f);
+    L.mb.assign(s.size, 0.f);
+    L.vb.assign(s.size, 0.f);
+    // N(0, init_std) weights and biases as the original, from counter-based streams (thread-count independent).
+    const std::int64_t rows = L.rows();
+    const int cols = L.cols();
+    const float sd = static_cast<float>(cfg.init_std);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      Rng rng(mix(cfg.seed, 0x1000 + l, static_cast<std::uint64_t>(r)));
+      float* w = L.w(r);
+      for (int c = 0; c < cols; ++c) w[c] = sd * rng.normal();
+    }
+    Rng brng(mix(cfg.seed, 0x2000 + l));
+    for (auto& v : L.b) v = sd * brng.normal();
+    if (L.sparse) {
+      L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.in_dim, s.range_pow, cfg.dwta_compat_shift,
+                          mix(cfg.seed, 0x3000 + l, 0));
+      L.tables = HashTables(s.L, s.range_pow, cfg.bucket_size, repl, pages_);
+      L.rand_perm.resize(s.size);
+      std::iota(L.rand_perm.begin(), L.rand_perm.end(), 0);
+      Rng prng(mix(cfg.seed, 0x4000 + l));
+      for (int i = s.size - 1; i > 0; --i) std::swap(L.rand_perm[i], L.rand_perm[prng.below(i + 1)]);
+    }
+    in_dim = s.size;
+  }
+  rehash_interval_ = static_cast<double>(cfg.rehash);
+  rebuild_interval_ = static_cast<double>(cfg.rebuild);
+  next_rehash_ = rehash_interval_;
+  next_rebuild_ = rebuild_interval_;
+  ws_ = std::make_unique<Workspace>();
+  ws_->pt.resize(threads_);
+  for (Layer& L : layers_)
+    if (L.sparse) rehash_layer(L, false);
+}
+
+Network::~Network() = default;
+
+std::int64_t Network::n_labels() const { return layers_.back().size; }
+const float* Network::bias(int layer) const { return layers_.at(layer).b.data(); }
+
+void Network::weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) const {
+  const Layer& L = layers_.at(layer);
+  *rows = L.rows();
+  *cols = L.cols();
+}
+
+void Network::copy_weights(int layer, float* out) const {
+  const Layer& L = layers_.at(layer);
+  for (std::int64_t r = 0; r < L.rows(); ++r) std::memcpy(out + r * L.cols(), L.w(r), sizeof(float) * L.cols());
+}
+
+void Network::table_stats(std::int64_t* nonempty, std::int64_t* stored) const {
+  *nonempty = *stored = 0;
+  const Layer& o = layers_.back();
+  if (o.sparse) o.tables.stats(nonempty, stored);
+}
+
+void Network::validate_batch(const Csr& x, const Csr* y) const {
+  auto check = [](const Csr& m, std::int64_t limit, const char* what) {
+    if (m.rows < 0) throw std::invalid_argument(std::string(what) + ": negative row count");
+    if (m.indptr[0] != 0) throw std::invalid_argument(std::string(what) + ": indptr[0] must be 0");
+    for (std::int64_t r = 0; r < m.rows; ++r)
+      if (m.indptr[r + 1] < m.indptr[r])
+        throw std::invalid_argument(std::string(what) + ": indptr must be non-decreasing (row " +
+                                    std::to_string(r) + ")");
+    const std::int64_t nnz = m.indptr[m.rows];
+    for (std::int64_t i = 0; i < nnz; ++i) {
+      if (m.indices[i] < 0 || m.indices[i] >= limit)
+        throw std::invalid_argument(std::string(what) + ": index " + std::to_string(m.indices[i]) +
+                                    " outside [0, " + std::to_string(limit) + ")");
+      if (m.data && !std::isfinite(m.data[i]))
+        throw std::invalid_argument(std::string(what) + ": non-finite value at position " + std::to_string(i));
+    }
+  };
+  check(x, cfg_.n_features, "features");
+  if (y) {
+    if (y->rows != x.rows)
+      throw std::invalid_argument("labels have " + std::to_string(y->rows) + " rows but features have " +
+                                  std::to_string(x.rows));
+    check(*y, n_labels(), "labels");
+  }
+}
+
+// Hidden activations of one sample: h[l] receives layer l's post-ReLU output (l < #hidden).
+void Network::hidden_forward(const Csr& x, std::int64_t row, float* const* h) const {
+  const Layer& L0 = layers_[0];
+  const std::int64_t a = x.indptr[row], e = x.indptr[row + 1];
+  float* h0 = h[0];
+  std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
+  k_->gather_axpy(L0.P.data(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
+  for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
+  for (std::size_t l = 1; l + 1 < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    for (int j = 0; j < L.size; ++j)
+      h[l][j] = std::max(L.b[j] + k_->dot(L.w(j), h[l - 1], L.in_dim),
+                         0.f);
+  }
+}
+
+void Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
+                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws) const {
+  auto& t = ws.pt[omp_get_thread_num()];
+  active.clear();
+  if (!o.sparse) {
+    active.resize(o.size);
+    std::iota(active.begin(), active.end(), 0);
+    return;
+  }
+  if (t.mark.size() != static_cast<std::size_t>(o.size)) {
+    t.mark.assign(o.size, 0u);
+    t.stamp = 0;
+  }
+  if (++t.stamp == 0) {  // wrapped: clear the marks once every 2^32 queries
+    std::fill(t.mark.begin(), t.mark.end(), 0u);
+    t.stamp = 1;
+  }
+  const std::uint32_t st = t.stamp;
+  auto add = [&](std::int32_t id) {
+    if (t.mark[id] != st) {
+      t.mark[id] = st;
+      active.push_back(id);
+    }
+  };
+  for (int i = 0; i < n_labels; ++i) add(labels[i]);  // the true labels are always active
+  const int L = o.hash.L();
+  t.hscratch.resize(o.hash.scratch_size());
+  t.codes.resize(L);
+  o.hash.bucket_codes(*k_, h, t.codes.data(), t.hscratch.data());
+  for (int tb = 0; tb < L; ++tb) {
+    int len;
+    const std::int32_t* ids = o.tables.bucket(tb, t.codes[tb], &len);
+    for (int i = 0; i < len; ++i) add(ids[i]);
+  }
+  // Too few retrieved: pad with random neurons, walking a fixed permutation from a random start (the original's Mode 4).
+  if (static_cast<int>(active.size()) < cfg_.pad_below) {
+    const std::int64_t want = std::min<std::int64_t>(cfg_.min_active, o.size);
+    Rng rng(rng_seed);
+    std::int64_t p = static_cast<std::int64_t>(rng.below(o.size));
+    for (std::int64_t walked = 0; static_cast<std::int64_t>(active.size()) < want && walked < o.size; ++walked) {
+      add(o.rand_perm[p]);
+      if (++p == o.size) p = 0;
+    }
+  }
+}
+
+std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
+                                              int n_labels, std::uint64_t salt) {
+  validate_batch(x, nullptr);
+  if (row < 0 || row >= x.rows) throw std::invalid_argument("row out of range");
+  for (int i = 0; i < n_labels; ++i)
+    if (labels[i] < 0 || labels[i] >= this->n_labels()) throw std::invalid_argument("label out of range");
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  std::vector<std::vector<float>> h(nh);
+  std::vector<float*> hp(nh);
+  for (int l = 0; l < nh; ++l) {
+    h[l].resize(layers_[l].size);
+    hp[l] = h[l].data();
+  }
+  hidden_forward(x, row, hp.data());
+  std::vector<std::int32_t> active;
+  // single-threaded call: thread slot 0
+  select_active(layers_.back(), hp[nh - 1], labels, n_labels, mix(cfg_.seed, 0x5000, salt), active, *ws_);
+  return active;
+}
+
+float Network::train_batch(const Csr& x, const Csr& y) {
+  validate_batch(x, &y);
+  const std::int64_t B = x.rows;
+  if (B == 0) return 0.f;
+  Workspace& ws = *ws_;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  Layer& o = layers_.back();
+  if (ws.batch < B || ws.H.size() != static_cast<std::size_t>(nh)) {
+    ws.H.assign(nh, {});
+    ws.D.assign(nh, {});
+    for (int l = 0; l < nh; ++l) {
+      ws.H[l].assign(static_cast<std::size_t>(B) * layers_[l].size, 0.f);
+      ws.D[l].assign(static_cast<std::size_t>(B) * layers_[l].size, 0.f);
+    }
+    ws.active.resize(B);
+    ws.dz.resize(B);
+    ws.loss.resize(B);
+    ws.has_label.resize(B);
+    ws.batch = B;
+  }
+  const float inv_b = 1.f / static_cast<float>(B);
+  const std::uint64_t batch_seed = mix(cfg_.seed, 0x6000, static_cast<std::uint64_t>(step_));
+  const auto t_region = Clock::now();
+  for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0;
+
+#pragma omp parallel num_threads(threads_)
+  {
+    auto& t = ws.pt[omp_get_thread_num()];
+    std::vector<float*> h(nh);
+    t.dh.resize(std::max(o.in_dim, 1));
+    t.dh2.resize(std::max(o.in_dim, 1));
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t s = 0; s < B; ++s) {
+      auto t0 = Clock::now();
+      for (int l = 0; l < nh; ++l) h[l] = row_ptr(ws.H[l], s, layers_[l].size);
+      hidden_forward(x, s, h.data());
+      const float* hl = h[nh - 1];
+      const std::int32_t* lab = y.indices + y.indptr[s];
+      const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
+      auto t1 = Clock::now();
+      std::vector<std::int32_t>& act = ws.active[s];
+      select_active(o, hl, lab, nl, mix(batch_seed, static_cast<std::uint64_t>(s)), act, ws);
+      auto t2 = Clock::now();
+      // logits and softmax over the active set
+      const int m = static_cast<int>(act.size());
+      t.z.resize(m);
+      k_->gather_dot(o.P.data(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      float zmax = -std::numeric_limits<float>::infinity();
+      for (int i = 0; i < m; ++i) {
+        t.z[i] += o.b[act[i]];
+        zmax = std::max(zmax, t.z[i]);
+      }
+      double zsum = 0;
+      for (int i = 0; i < m; ++i) zsum += std::exp(static_cast<double>(t.z[i] - zmax));
+      const float log_z = zmax + static_cast<float>(std::log(zsum));
+      std::vector<float>& dz = ws.dz[s];
+      dz.resize(m);
+      ws.has_label[s] = nl > 0;
+      if (nl == 0) {  // no target: the sample contributes no gradient
+        std::fill(dz.begin(), dz.end(), 0.f);
+        ws.loss[s] = 0.f;
+      } else {
+        for (int i = 0; i < m; ++i) dz[i] = std::exp(t.z[i] - log_z) * inv_b;
+        // labels are the first nl' unique entries of act (select_active adds them first)
+        double loss = 0;
+        const float share = 1.f / static_cast<float>(nl);
+        for (int i = 0; i < nl; ++i) {
+          // the label's slot: a dense layer's slot is the id; a sparse layer added the (deduplicated) labels first
+          const std::int32_t lbl = lab[i];
+          int j = lbl;
+          if (o.sparse)
+            for (j = 0; j < m && act[j] != lbl; ++j) {
+            }
+          loss -= share * (t.z[j] - log_z);
+          dz[j] -= share * inv_b;
+        }
+        ws.loss[s] = static_cast<float>(loss);
+      }
+      auto t3 = Clock::now();
+      // back-propagate into the hidden layers
+      float* dh = t.dh.data();
+      std::fill(dh, dh + o.in_dim, 0.f);
+      k_->gather_axpy(o.P.data(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
+      for (int l = nh - 1; l >= 0; --l) {
+        const Layer& L = layers_[l];
+        float* d = row_ptr(ws.D[l], s, L.size);
+        for (int j = 0; j < L.size; ++j) d[j] = h[l][j] > 0.f ? dh[j] : 0.f;
+        if (l > 0) {
+          float* prev = t.dh2.data();
+          std::fill(prev, prev + L.in_dim, 0.f);
+          for (int j = 0; j < L.size; ++j)
+            if (d[j] != 0.f) k_->axpy(prev, d[j], L.w(j), L.in_dim);
+          std::copy(prev, prev + L.in_dim, dh);
+        }
+      }
+      auto t4 = Clock::now();
+      t.t_fwd += std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count();
+      t.t_hash += std::chrono::duration<double>(t2 - t1).count();
+      t.t_bwd += std::chrono::duration<double>(t4 - t3).count();
+    }
+  }
+  // Apportion the parallel region's wall time to its phases by their share of thread time.
+  const double region = since(t_region);
+  double th = 0, tf = 0, tb = 0;
+  for (auto& t : ws.pt) {
+    th += t.t_hash;
+    tf += t.t_fwd;
+    tb += t.t_bwd;
+  }
+  const double tot = th + tf + tb;
+  if (tot > 0) {
+    times_.hash += region * th / tot;
+    times_.forward += region * tf / tot;
+    times_.backward += region * tb / tot;
+  }
+
+  const auto t_upd = Clock::now();
+  ++step_;
+  for (int l = nh; l >= 0; --l) apply_adam(layers_[l], l, x);
+  times_.update += since(t_upd);
+
+  samples_ += B;
+  maybe_rehash();
+
+  double loss = 0;
+  int counted = 0;
+  for (std::int64_t s = 0; s < B; ++s)
+    if (ws.has_label[s]) {
+      loss += ws.loss[s];
+      ++counted;
+    }
+  return counted ? static_cast<float>(loss / counted) : 0.f;
+}
+
+// Gradients are formed here, row by row, from the per-sample coefficients (no gradient buffers, no
+// atomics, a fixed summation order: deterministic for any thread count), then Adam updates each row.
+// Only rows that the batch touched are updated unless dense_adam reproduces the original's full sweep.
+void Network::apply_adam(Layer& L, int li, const Csr& x) {
+  Workspace& ws = *ws_;
+  const std::int64_t B = x.rows;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
+  const float eps = static_cast<float>(cfg_.eps);
+  const double t = static_cast<double>(step_);
+  const float lr_t = static_cast<float>(cfg_.lr * std::sqrt(1 - std::pow(cfg_.beta2, t)) / (1 - std::pow(cfg_.beta1, t)));
+  const int cols = L.cols();
+
+  if (!L.input && li < nh) {
+    // dense hidden -> hidden layer: gradient of row j = sum_s D[s][j] * H_prev[s]
+    const std::vector<float>& D = ws.D[li];
+    const std::vector<float>& Hp = ws.H[li - 1];
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> g(cols);
+#pragma omp for schedule(static)
+      for (int j = 0; j < L.size; ++j) {
+        std::fill(g.begin(), g.end(), 0.f);
+        float gb = 0;
+        for (std::int64_t s = 0; s < B; ++s) {
+          const float d = D[s * L.size + j];
+          if (d != 0.f) {
+            k_->axpy(g.data(), d, Hp.data() + s * cols, cols);
+            gb += d;
+          }
+        }
+        k_->adam(L.w(j), L.m(j), L.v(j), g.data(), cols, lr_t, b1, b2, eps);
+        k_->adam(&L.b[j], &L.mb[j], &L.vb[j], &gb, 1, lr_t, b1, b2, eps);
+      }
+    }
+    return;
+  }
+
+  // Transpose the batch's (row, sample, coefficient) triples to row-major order by counting sort.
+  // Output layer: rows are active neurons, coefficients dz, sample vectors H_last.
+  // Input layer: rows are input features, coefficients the feature values, sample vectors D_0.
+  const std::int64_t nrows = L.rows();
+  ws.tcount.assign(nrows + 1, 0);
+  ws.touched.clear();
+  auto for_each_triple = [&](auto&& fn) {
+    if (L.input) {
+      for (std::int64_t s = 0; s < B; ++s)
+        for (std::int64_t i = x.indptr[s]; i < x.indptr[s + 1]; ++i) fn(x.indices[i], s, x.data[i]);
+    } else {
+      for (std::int64_t s = 0; s < B; ++s) {
+        const auto& act = ws.active[s];
+        const auto& dz = ws.dz[s];
+        if (!ws.has_label[s]) continue;
+        for (std::size_t i = 0; i < act.size(); ++i) fn(act[i], s, dz[i]);
+      }
+    }
+  };
+  std::int64_t total = 0;
+  for_each_triple([&](std::int32_t r, std::int64_t, float) {
+    ++ws.tcount[r];
+    ++total;
+  });
+  // touched rows in increasing order: the update then walks memory forwards (hardware prefetch helps)
+  for (std::int64_t r = 0; r < nrows; ++r)
+    if (ws.tcount[r]) ws.touched.push_back(static_cast<std::int32_t>(r));
+  // starts, in touched order
+  ws.tstart.resize(ws.touched.size() + 1);
+  std::int64_t acc = 0;
+  for (std::size_t i = 0; i < ws.touched.size(); ++i) {
+    const std::int32_t r = ws.touched[i];
+    ws.tstart[i] = acc;
+    acc += ws.tcount[r];
+    ws.tcount[r] = static_cast<std::int32_t>(i);  // reuse: row -> slot in touched
+  }
+  ws.tstart[ws.touched.size()] = acc;
+  ws.tsample.resize(total);
+  ws.tcoef.resize(total);
+  {
+    std::vector<std::int64_t>& fill = ws.tfill;
+    fill.assign(ws.tstart.begin(), ws.tstart.end() - 1);
+    for_each_triple([&](std::int32_t r, std::int64_t s, float c) {
+      const std::int64_t pos = fill[ws.tcount[r]]++;
+      ws.tsample[pos] = static_cast<std::int32_t>(s);
+      ws.tcoef[pos] = c;
+    });
+  }
+  const std::vector<float>& V = L.input ? ws.D[0] : ws.H[nh - 1];  // per-sample vectors of length cols
+  const std::int64_t ntouched = static_cast<std::int64_t>(ws.touched.size());
+
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> g(cols);
+    if (!cfg_.dense_adam) {
+#pragma omp for schedule(dynamic, 64)
+      for (std::int64_t i = 0; i < ntouched; ++i) {
+        const std::int64_t r = ws.touched[i];
+        if (i + 2 < ntouched) {
+          const char* nxt = reinterpret_cast<const char*>(L.w(ws.touched[i + 2]));
+          for (std::int64_t o = 0; o < L.ld * 4; o += 64) __builtin_prefetch(nxt + o, 1);
+        }
+        std::fill(g.begin(), g.end(), 0.f);
+        float gb = 0;
+        for (std::int64_t e = ws.tstart[i]; e < ws.tstart[i + 1]; ++e) {
+          k_->axpy(g.data(), ws.tcoef[e], V.data() + static_cast<std::int64_t>(ws.tsample[e]) * cols, cols);
+          gb += ws.tcoef[e];
+        }
+        k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
+        if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
+      }
+    } else {
+      // the original: every weight gets an Adam step each batch, zero gradient where untouched
+#pragma omp for schedule(static)
+      for (std::int64_t r = 0; r < nrows; ++r) {
+        std::fill(g.begin(), g.end(), 0.f);
+        float gb = 0;
+        // a row is touched iff touched[tcount[r]] == r
+        const std::int32_t sl = ws.tcount[r];
+        if (sl >= 0 && sl < ntouched && ws.touched[sl] == r) {
+          for (std::int64_t e = ws.tstart[sl]; e < ws.tstart[sl + 1]; ++e) {
+            k_->axpy(g.data(), ws.tcoef[e], V.data() + static_cast<std::int64_t>(ws.tsample[e]) * cols, cols);
+            gb += ws.tcoef[e];
+          }
+        }
+        k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
+        if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
+      }
+    }
+  }
+  if (L.input) {  // input-layer biases: dense, gradient = sum of D_0 over the batch
+    std::vector<float> gb(L.size, 0.f);
+    for (std::int64_t s = 0; s < B; ++s) k_->axpy(gb.data(), 1.f, ws.D[0].data() + s * L.size, L.size);
+    k_->adam(L.b.data(), L.mb.data(), L.vb.data(), gb.data(), L.size, lr_t, b1, b2, eps);
+  }
+}
+
+void Network::maybe_rehash() {
+  const bool rebuild = samples_ >= next_rebuild_;
+  const bool rehash = rebuild || samples_ >= next_rehash_;
+  if (!rehash) return;
+  const double growth = cfg_.schedule == "exponential" ? cfg_.schedule_growth : 1.0;
+  // The paper's schedule: each interval is `growth` times the previous one; the shipped code's is fixed.
+  while (next_rehash_ <= samples_) {
+    rehash_interval_ *= growth;
+    next_rehash_ += rehash_interval_;
+  }
+  if (rebuild)
+    while (next_rebuild_ <= samples_) {
+      rebuild_interval_ *= growth;
+      next_rebuild_ += rebuild_interval_;
+    }
+  const auto t0 = Clock::now();
+  for (Layer& L : layers_)
+    if (L.sparse) rehash_layer(L, rebuild);
+  times_.rehash += since(t0);
+}
+
+void Network::rehash_layer(Layer& L, bool new_functions) {
+  const std::size_t li = static_cast<std::size_t>(&L - layers_.data());
+  const LayerSpec& s = cfg_.layers[li];
+  if (new_functions) {
+    ++rebuild_count_;
+    L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.in_dim, s.range_pow, cfg_.dwta_compat_shift,
+                        mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuild_count_)));
+  }
+  // Insert in a fresh random order each time, so FIFO buckets keep a random subset, not the highest ids.
+  const std::int64_t N = L.size;
+  std::vector<std::int32_t>& order = L.order;
+  order.resize(N);
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(mix(cfg_.seed, 0x7000 + li, static_cast<std::uint64_t>(rehash_count_)));
+  for (std::int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+  // codes are table-major, in insertion order, so each table's build streams through them
+  const int nt = L.hash.L();
+  L.codes.resize(static_cast<std::size_t>(N) * nt);
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<std::int32_t> scratch(L.hash.scratch_size());
+#pragma omp for schedule(static)
+    for (std::int64_t i = 0; i < N; ++i)
+      L.hash.bucket_codes(*k_, L.w(order[i]), L.codes.data() + i,
+                          scratch.data(), N);
+  }
+  L.tables.build(L.codes.data(), N, order.data(), mix(cfg_.seed, 0x8000 + li, rehash_count_), threads_);
+  ++rehash_count_;
+}
+
+void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_ids, float* out_scores) {
+  validate_batch(x, nullptr);
+  const Layer& o = layers_.back();
+  if (k < 1 || k > o.size) throw std::invalid_argument("k must be in [1, n_labels]");
+  const std::int64_t n = x.rows;
+  if (n == 0) return;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const int dim = o.in_dim;
+  // hidden activations of every row
+  std::vector<std::vector<float>> H(nh);
+  for (int l = 0; l < nh; ++l) H[l].assign(static_cast<std::size_t>(n) * layers_[l].size, 0.f);
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float*> h(nh);
+#pragma omp for schedule(static)
+    for (std::int64_t s = 0; s < n; ++s) {
+      for (int l = 0; l < nh; ++l) h[l] = row_ptr(H[l], s, layers_[l].size);
+      hidden_forward(x, s, h.data());
+    }
+  }
+  const std::vector<float>& Hl = H[nh - 1];
+  const float ninf = -std::numeric_limits<float>::infinity();
+  // insert (score, id) into a row's sorted top-k list (best first; ties to the lower id)
+  auto insert = [k](float* sc, std::int32_t* id, float v, std::int32_t j) {
+    if (!(v > sc[k - 1] || (v == sc[k - 1] && j < id[k - 1]))) return;
+    int p = k - 1;
+    while (p > 0 && (v > sc[p - 1] || (v == sc[p - 1] && j < id[p - 1]))) {
+      sc[p] = sc[p - 1];
+      id[p] = id[p - 1];
+      --p;
+    }
+    sc[p] = v;
+    id[p] = j;
+  };
+  for (std::int64_t i = 0; i < n * k; ++i) {
+    out_scores[i] = ninf;
+    out_ids[i] = std::numeric_limits<std::int32_t>::max();
+  }
+
+  if (!sparse || !o.sparse) {
+    // Exact: every neuron scored, in tiles of kTile neurons (a small GEMM per tile), per-thread top-k merged.
+    const std::int64_t ntiles = (o.size + kTile - 1) / kTile;
+    std::vector<std::vector<float>> tsc(threads_);
+    std::vector<std::vector<std::int32_t>> tid(threads_);
+#pragma omp parallel num_threads(threads_)
+    {
+      const int me = omp_get_thread_num();
+      auto& sc = tsc[me];
+      auto& id = tid[me];
+      sc.assign(static_cast<std::size_t>(n) * k, ninf);
+      id.assign(static_cast<std::size_t>(n) * k, std::numeric_limits<std::int32_t>::max());
+      std::vector<float> Wt(static_cast<std::size_t>(dim) * kTile), out(static_cast<std::size_t>(n) * kTile);
+#pragma omp for schedule(dynamic, 16)
+      for (std::int64_t tile = 0; tile < ntiles; ++tile) {
+        const std::int64_t j0 = tile * kTile;
+        const int w = static_cast<int>(std::min<std::int64_t>(kTile, o.size - j0));
+        for (int c = 0; c < kTile; ++c)
+          for (int d = 0; d < dim; ++d) Wt[d * kTile + c] = c < w ? o.w(j0 + c)[d] : 0.f;
+        k_->score_tile(Hl.data(), dim, static_cast<int>(n), Wt.data(), dim, out.data());
+        for (std::int64_t s = 0; s < n; ++s)
+          for (int c = 0; c < w; ++c)
+            insert(sc.data() + s * k, id.data() + s * k, out[s * kTile + c] + o.b[j0 + c],
+                   static_cast<std::int32_t>(j0 + c));
+      }
+    }
+    for (int t = 0; t < threads_; ++t)
+      for (std::int64_t s = 0; s < n; ++s)
+        for (int i = 0; i < k; ++i)
+          if (tid[t][s * k + i] != std::numeric_limits<std::int32_t>::max())
+            insert(out_scores + s * k, out_ids + s * k, tsc[t][s * k + i], tid[t][s * k + i]);
+    return;
+  }
+  // LSH-sparse: score only the retrieved neurons (padded like training, without labels).
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<std::int32_t> act;
+    std::vector<float> z;
+#pragma omp for schedule(dynamic, 8)
+    for (std::int64_t s = 0; s < n; ++s) {
+      const float* h = Hl.data() + s * dim;
+      select_active(o, h, nullptr, 0, mix(cfg_.seed, 0x9000, static_cast<std::uint64_t>(s)), act, *ws_);
+      z.resize(act.size());
+      k_->gather_dot(o.P.data(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
+      for (std::size_t i = 0; i < act.size(); ++i) insert(out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], act[i]);
+    }
+  }
+  for (std::int64_t i = 0; i < n * k; ++i)
+    if (out_ids[i] == std::numeric_limits<std::int32_t>::max()) out_ids[i] = -1;  // fewer than k retrieved
+}
+
+// ---- save / load ------------------------------------------------------------------------------------
+namespace {
+template <class T>
+void put(std::ofstream& f, const T& v) { f.write(reinterpret_cast<const char*>(&v), sizeof(T)); }
+void put_array(std::ofstream& f, const float* p, std::uint64_t n) {
+  put(f, n);
+  f.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * sizeof(float)));
+}
+template <class T>
+void get(std::ifstream& f, T& v, const std::string& path) {
+  if (!f.read(reinterpret_cast<char*>(&v), sizeof(T))) throw std::runtime_error(path + ": truncated model file");
+}
+void get_array(std::ifstream& f, float* p, std::uint64_t n, const std::string& path, const char* what) {
+  std::uint64_t m;
+  get(f, m, path);
+  if (m != n)
+    throw std::runtime_error(path + ": " + what + " has " + std::to_string(m) + " values, this network expects " +
+                             std::to_string(n) + " (different configuration)");
+  if (!f.read(reinterpret_cast<char*>(p), static_cast<std::streamsize>(n * sizeof(float))))
+    throw std::runtime_error(path + ": truncated model file");
+}
+std::string read_header(std::ifstream& f, const std::string& path) {
+  if (!f) throw std::runtime_error(path + ": cannot open model file");
+  char magic[8];
+  if (!f.read(magic, 8) || std::memcmp(magic, kMagic, 8) != 0)
+    throw std::runtime_error(path + ": not a SLIDE model file");
+  std::uint32_t fmt;
+  get(f, fmt, path);
+  if (fmt != kFormat)
+    throw std::runtime_error(path + ": model file format " + std::to_string(fmt) + ", this build reads " +
+                             std::to_string(kFormat));
+  std::uint64_t len;
+  get(f, len, path);
+  if (len > (1u << 30)) throw std::runtime_error(path + ": corrupt model header");
+  std::string meta(len, '\0');
+  if (!f.read(meta.data(), static_cast<std::streamsize>(len))) throw std::runtime_error(path + ": truncated model file");
+  return meta;
+}
+}  // namespace
+
+void Network::save(const std::string& path, const std::string& meta) const {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error(tmp + ": cannot write model file");
+    f.write(kMagic, 8);
+    put(f, kFormat);
+    put(f, static_cast<std::uint64_t>(meta.size()));
+    f.write(meta.data(), static_cast<std::streamsize>(meta.size()));
+    put(f, step_);
+    put(f, samples_);
+    put(f, rehash_count_);
+    put(f, rebuild_count_);
+    put(f, next_rehash_);
+    put(f, next_rebuild_);
+    put(f, rehash_interval_);
+    put(f, rebuild_interval_);
+    for (const Layer& L : layers_) {
+      // parameter blocks as whole matrices: w, then m, then v (row-major, unpadded)
+      for (int part = 0; part < 3; ++part) {
+        put(f, static_cast<std::uint64_t>(L.rows()) * L.cols());
+        for (std::int64_t r = 0; r < L.rows(); ++r)
+          f.write(reinterpret_cast<const char*>(L.w(r) + part * L.cols()),
+                  static_cast<std::streamsize>(sizeof(float) * L.cols()));
+      }
+      put_array(f, L.b.data(), L.b.size());
+      put_array(f, L.mb.data(), L.mb.size());
+      put_array(f, L.vb.data(), L.vb.size());
+    }
+    f.flush();
+    if (!f) throw std::runtime_error(tmp + ": write failed (disk full?)");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": cannot rename " + tmp);
+}
+
+std::string Network::read_meta(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return read_header(f, path);
+}
+
+std::string Network::load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string meta = read_header(f, path);
+  get(f, step_, path);
+  get(f, samples_, path);
+  std::int64_t rehashes, rebuilds;
+  get(f, rehashes, path);
+  get(f, rebuilds, path);
+  get(f, next_rehash_, path);
+  get(f, next_rebuild_, path);
+  get(f, rehash_interval_, path);
+  get(f, rebuild_interval_, path);
+  for (Layer& L : layers_) {
+    const std::uint64_t n = static_cast<std::uint64_t>(L.rows()) * L.cols();
+    const char* what[3] = {"weights", "Adam first moments", "Adam second moments"};
+    for (int part = 0; part < 3; ++part) {
+      std::uint64_t m;
+      get(f, m, path);
+      if (m != n)
+        throw std::runtime_error(path + ": " + what[part] + " have " + std::to_string(m) +
+                                 " values, this network expects " + std::to_string(n) + " (different configuration)");
+      for (std::int64_t r = 0; r < L.rows(); ++r)
+        if (!f.read(reinterpret_cast<char*>(L.w(r) + part * L.cols()),
+                    static_cast<std::streamsize>(sizeof(float) * L.cols())))
+          throw std::runtime_error(path + ": truncated model file");
+    }
+    get_array(f, L.b.data(), L.b.size(), path, "biases");
+    get_array(f, L.mb.data(), L.mb.size(), path, "bias first moments");
+    get_array(f, L.vb.data(), L.vb.size(), path, "bias second moments");
+  }
+  // Tables are not stored: recreate the same hash functions and rebuild them from the loaded weights.
+  for (std::size_t li = 0; li < layers_.size(); ++li) {
+    Layer& L = layers_[li];
+    if (!L.sparse) continue;
+    rebuild_count_ = rebuilds - 1;
+    rehash_count_ = rehashes - 1;
+    if (rebuilds > 0) {
+      rehash_layer(L, true);  // increments rebuild_count_ back to `rebuilds`
+    } else {
+      rebuild_count_ = 0;
+      rehash_layer(L, false);
+    }
+  }
+  rehash_count_ = rehashes;
+  rebuild_count_ = rebuilds;
+  return meta;
+}
+
+}  // namespace slide

@@ -1,0 +1,175 @@
+"""`slide.Network`: the Python face of the native SLIDE engine.
+
+    net = slide.Network(n_features=135909, n_labels=670091)        # the paper's Amazon-670K setup
+    loss = net.train_batch(split.rows(batch_ids))                  # or (scipy CSR, list of label lists)
+    ids, scores = net.predict_topk(test_csr, k=5)
+    net.save("model.slide"); net = slide.Network.load("model.slide")
+
+Arrays go to C++ without copies when they already have the contract dtypes (int64 indptr, int32
+indices, float32 values); the GIL is released while the core computes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .native import native
+
+# The shipped Amazon-670K configuration (Config_amz.csv) for a 1-hidden-layer network.
+DEFAULT_LAYERS = [
+    {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0},
+    {"hash": "dwta", "K": 6, "L": 50, "range_pow": 18, "sparsity": 0.005},
+]
+# Options passed through to the core (see workflow/schemas/config.schema.yaml for their meaning).
+NATIVE_OPTIONS = ("bucket_size", "replacement", "min_active", "pad_below", "rehash", "rebuild", "schedule",
+                  "schedule_growth", "dense_adam", "dwta_compat_shift", "beta1", "beta2", "eps", "init_std",
+                  "hugepages", "isa")
+
+
+class Network:
+    def __init__(self, n_features: int, n_labels: int, hidden: Sequence[int] = (128,),
+                 layers: Sequence[dict] | None = None, lr: float = 1e-3, seed: int = 0,
+                 threads: int | None = None, inference: str = "dense", **options: Any):
+        layers = list(layers) if layers is not None else _default_layers(len(hidden))
+        if len(layers) != len(hidden) + 1:
+            raise ValueError(f"need one LSH entry per layer: {len(hidden)} hidden + 1 output = "
+                             f"{len(hidden) + 1}, got {len(layers)}")
+        if inference not in ("dense", "sparse"):
+            raise ValueError(f"inference must be 'dense' or 'sparse', got {inference!r}")
+        unknown = set(options) - set(NATIVE_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown SLIDE option(s): {', '.join(sorted(unknown))}")
+        sizes = [*map(int, hidden), int(n_labels)]
+        self.config = {
+            "n_features": int(n_features),
+            "layers": [{**spec, "size": size} for spec, size in zip(layers, sizes)],
+            "lr": float(lr), "seed": int(seed), "threads": int(threads or 0), **options,
+        }
+        self.inference = inference
+        self._net = native().Network(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict, n_features: int, n_labels: int, threads: int | None = None) -> "Network":
+        """Build from the pipeline's config (sections model, train, slide)."""
+        s = dict(config["slide"])
+        layers = s.pop("layers")
+        inference = s.pop("inference", "dense")
+        return cls(n_features, n_labels, hidden=config["model"]["hidden"], layers=layers,
+                   lr=config["train"]["lr"], seed=config["train"].get("seed", 0), threads=threads,
+                   inference=inference, **{k: v for k, v in s.items() if k in NATIVE_OPTIONS})
+
+    # ---- training and inference -----------------------------------------------------------------
+    def train_batch(self, x, labels=None) -> float:
+        """One Adam step. `x` is a slide.data.Split (labels included) or a scipy CSR matrix with
+        `labels` as a list of label lists or an (indptr, labels) pair."""
+        indptr, indices, data = _csr_arrays(x)
+        lab_ptr, lab = _label_arrays(x, labels)
+        return self._net.train_batch(indptr, indices, data, lab_ptr, lab)
+
+    def predict_topk(self, x, k: int = 5, sparse: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, scores), each (rows, k), best first. sparse=None uses the configured inference."""
+        indptr, indices, data = _csr_arrays(x)
+        use_sparse = self.inference == "sparse" if sparse is None else bool(sparse)
+        return self._net.predict_topk(indptr, indices, data, int(k), use_sparse)
+
+    def active_set(self, x, row: int, labels=(), salt: int = 0) -> np.ndarray:
+        """The output layer's active neurons for one row, as training would select them."""
+        indptr, indices, data = _csr_arrays(x)
+        return self._net.active_set(indptr, indices, data, int(row), np.asarray(labels, dtype=np.int32), int(salt))
+
+    # ---- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Weights, Adam state and schedule counters (hash tables are rebuilt on load). Atomic."""
+        meta = json.dumps({"config": self.config, "inference": self.inference})
+        self._net.save(str(path), meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, threads: int | None = None) -> "Network":
+        meta = _read_meta(path)
+        cfg = dict(meta["config"])
+        layers = cfg.pop("layers")
+        n_labels = layers[-1]["size"]
+        hidden = [spec["size"] for spec in layers[:-1]]
+        net = cls(cfg.pop("n_features"), n_labels, hidden=hidden,
+                  layers=[{k: v for k, v in spec.items() if k != "size"} for spec in layers],
+                  lr=cfg.pop("lr"), seed=cfg.pop("seed"),
+                  threads=threads if threads is not None else cfg.pop("threads", 0) or None,
+                  inference=meta.get("inference", "dense"),
+                  **{k: v for k, v in cfg.items() if k in NATIVE_OPTIONS})
+        net.load_state(path)
+        return net
+
+    def load_state(self, path: str | os.PathLike) -> None:
+        """Restore into this network; it must have the saved network's configuration."""
+        saved = _read_meta(path)["config"]
+        mine = {k: v for k, v in self.config.items() if k != "threads"}
+        theirs = {k: v for k, v in saved.items() if k != "threads"}
+        if mine != theirs:
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ValueError(f"{path}: saved with a different configuration (differs in: {', '.join(diff)})")
+        self._net.load(str(path))
+
+    # ---- introspection ----------------------------------------------------------------------------
+    def info(self) -> dict:
+        n = native()
+        return {"isa": self._net.isa, "best_isa": n.best_isa(), "threads": self._net.threads,
+                "pages": n.page_stats(), "step": self._net.step, "rehashes": self._net.rehashes,
+                "rebuilds": self._net.rebuilds, "phase_seconds": self._net.times,
+                "native_module": n.__file__}
+
+    @property
+    def times(self) -> dict:
+        return self._net.times
+
+    @property
+    def step(self) -> int:
+        return self._net.step
+
+    @property
+    def native(self):
+        """The underlying slide._native.Network (weights(), bias(), table_stats, ...)."""
+        return self._net
+
+
+def _default_layers(n_hidden: int) -> list[dict]:
+    return [dict(DEFAULT_LAYERS[0]) for _ in range(n_hidden)] + [dict(DEFAULT_LAYERS[1])]
+
+
+def _read_meta(path) -> dict:
+    try:
+        return json.loads(native().Network.read_meta(str(path)))
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(str(e)) from None
+
+
+def _csr_arrays(x):
+    from .data.csr import Split
+
+    if isinstance(x, Split):
+        return x.indptr, x.indices, x.data
+    if hasattr(x, "indptr") and hasattr(x, "indices") and hasattr(x, "data"):  # scipy.sparse CSR
+        if getattr(x, "format", "csr") != "csr":
+            raise ValueError(f"features must be CSR, got {x.format}")
+        return (np.ascontiguousarray(x.indptr, dtype=np.int64), np.ascontiguousarray(x.indices, dtype=np.int32),
+                np.ascontiguousarray(x.data, dtype=np.float32))
+    raise ValueError("features must be a slide.data.Split or a scipy.sparse CSR matrix")
+
+
+def _label_arrays(x, labels):
+    from .data.csr import Split
+
+    if labels is None:
+        if not isinstance(x, Split):
+            raise ValueError("labels are required unless x is a slide.data.Split")
+        return x.label_indptr, x.labels
+    if isinstance(labels, tuple) and len(labels) == 2 and isinstance(labels[0], np.ndarray):
+        return (np.ascontiguousarray(labels[0], dtype=np.int64), np.ascontiguousarray(labels[1], dtype=np.int32))
+    lengths = [len(row) for row in labels]
+    ptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    flat = np.fromiter((l for row in labels for l in row), dtype=np.int32, count=int(ptr[-1]))
+    return ptr, flat
