@@ -1,2 +1,133 @@
-# Figures, summary, report (issue 5)
-FIGURE_TARGETS = []
+# Figures, summary, provenance and the pages of `snakemake --report results/report.html` (issue 5).
+# Logic lives in slide.report; the scripts only pass paths. Inputs are the configured systems' runs.
+
+report: "../report/workflow.rst"
+
+
+# build.json only exists when the native core is built, which only SLIDE needs
+BUILD_INFO = ["results/build/build.json"] if "slide" in SYSTEMS else []
+
+
+_FINALS = [f"{run_dir(s)}/final.json" for s in SYSTEMS]
+_METRICS = [f"{run_dir(s)}/metrics.csv" for s in SYSTEMS]
+_REPORT_INPUTS = {
+    "final": _FINALS,
+    "metrics": _METRICS,
+    "meta": f"{DATA}/meta.json",
+    "check": "results/system/check.json",
+}
+# run directories are taken from the final.json inputs (config order); sweeps nest runs below them
+_REPORT_PARAMS = {"dataset": DATASET, "figures": config["figures"]}
+
+
+rule figures:
+    input:
+        **_REPORT_INPUTS,
+    output:
+        time_png=report(
+            "results/figures/time_vs_p1.png",
+            caption="../report/time_vs_p1.rst",
+            category="Figures",
+            labels={"figure": "P@1 vs training time"},
+        ),
+        time_pdf="results/figures/time_vs_p1.pdf",
+        steps_png=report(
+            "results/figures/steps_vs_p1.png",
+            caption="../report/steps_vs_p1.rst",
+            category="Figures",
+            labels={"figure": "P@1 vs iterations"},
+        ),
+        steps_pdf="results/figures/steps_vs_p1.pdf",
+    log:
+        "results/logs/figures/figures.log",
+    params:
+        **_REPORT_PARAMS,
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/figures.py"
+
+
+rule summary:
+    input:
+        **_REPORT_INPUTS,
+    output:
+        csv=report(
+            "results/summary.csv",
+            caption="../report/summary_csv.rst",
+            category="Summary",
+            labels={"table": "summary (CSV)"},
+        ),
+        md="results/summary.md",
+        html=report(
+            "results/report/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "summary"},
+        ),
+    log:
+        "results/logs/summary/summary.log",
+    params:
+        **_REPORT_PARAMS,
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/summary.py"
+
+
+rule provenance:
+    input:
+        final=_FINALS,
+        metrics=_METRICS,
+        meta=f"{DATA}/meta.json",
+        data=[f"{DATA}/train.npz", f"{DATA}/test.npz"],
+        check="results/system/check.json",
+        **({"build": BUILD_INFO[0]} if BUILD_INFO else {}),
+    output:
+        report(
+            "results/provenance.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"file": "provenance.json"},
+        ),
+    log:
+        "results/logs/provenance/provenance.log",
+    params:
+        config=config,  # a config change rewrites the record
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/provenance.py"
+
+
+rule report_environment:
+    input:
+        check="results/system/check.json",
+        provenance="results/provenance.json",
+        **({"build": BUILD_INFO[0]} if BUILD_INFO else {}),
+    output:
+        report(
+            "results/report/environment.html",
+            caption="../report/environment.rst",
+            category="Host and build",
+            labels={"page": "host check and native build"},
+        ),
+    log:
+        "results/logs/report_environment/environment.log",
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/report_environment.py"
+
+
+FIGURE_TARGETS = [
+    "results/figures/time_vs_p1.png",
+    "results/figures/time_vs_p1.pdf",
+    "results/figures/steps_vs_p1.png",
+    "results/figures/steps_vs_p1.pdf",
+    "results/summary.csv",
+    "results/summary.md",
+    "results/report/summary.html",
+    "results/provenance.json",
+    "results/report/environment.html",
+]

@@ -1,0 +1,64 @@
+"""Entry points of the figures/summary/provenance rules (workflow/scripts call these) and of the CLI."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..atomic import atomic_path, write_json
+from .runs import host_label, majority_p1, majority_pk, read_json_optional, runs_in
+
+
+def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time_paths=(),
+                 steps_paths=(), scaling_paths=(), band: str = "minmax", dpi: int = 200) -> list[str]:
+    """Write P@1-vs-time and P@1-vs-steps figures (and thread scaling when asked and possible).
+
+    Returns the paths written. The thread-scaling figure is written only when several thread counts exist.
+    """
+    from .figures import figure_title, plot_p1_curves, plot_thread_scaling, save_figure, several_thread_counts
+
+    runs = runs_in(system_dirs)
+    if not any(r.metrics is not None for r in runs):
+        raise ValueError(f"no metrics.csv in any of {', '.join(map(str, system_dirs))}")
+    host, base = host_label(read_json_optional(check)), majority_p1(read_json_optional(meta))
+    written: list[str] = []
+    for what, x, paths in (("P@1 vs training time", "train_seconds", time_paths), ("P@1 vs iterations", "step",
+                                                                                    steps_paths)):
+        if paths:
+            save_figure(plot_p1_curves(runs, x, figure_title(what, dataset, host), base, band), paths, dpi)
+            written += map(str, paths)
+    if scaling_paths and several_thread_counts(runs):
+        save_figure(plot_thread_scaling(runs, figure_title("time per epoch vs threads", dataset, host)),
+                    scaling_paths, dpi)
+        written += map(str, scaling_paths)
+    return written
+
+
+def make_summary(system_dirs: list, *, dataset: str, target_fraction: float, csv_path, md_path,
+                 html_path=None, meta=None, check=None, rule: str = "first"):
+    from .summary import summarize, write_summary
+
+    # every configured system keeps its row, in config order, even when its directory is missing
+    systems = [Path(d).name for d in system_dirs]
+    df = summarize(runs_in(system_dirs), systems, target_fraction, majority_pk(read_json_optional(meta)), rule=rule)
+    write_summary(df, csv_path, md_path, html_path, dataset=dataset, host=host_label(read_json_optional(check)),
+                  target_fraction=target_fraction, rule=rule)
+    return df
+
+
+def make_provenance(config: dict, out_path, *, system_dirs: list, meta=None, data_files=(),
+                    check=None, build=None, root: str | os.PathLike = ".") -> dict:
+    from .provenance import collect
+
+    prov = collect(config, meta_path=meta, data_files=data_files, check_path=check, build_path=build,
+                   runs=runs_in(system_dirs), root=root)
+    write_json(out_path, prov)
+    return prov
+
+
+def make_environment(out_path, *, check=None, build=None, provenance=None) -> None:
+    from .provenance import environment_html
+
+    prov = json.loads(Path(provenance).read_text()) if provenance and Path(provenance).exists() else None
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(environment_html(read_json_optional(check), read_json_optional(build), prov))

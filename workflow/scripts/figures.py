@@ -1,0 +1,14 @@
+# Rule figures: P@1 vs training time / iterations (logic in slide.report).
+from pathlib import Path
+
+from slide.pipeline import logged
+
+with logged(snakemake):  # noqa: F821 (injected by Snakemake)
+    from slide.report.make import make_figures
+
+    cfg = snakemake.params.figures
+    make_figures([Path(f).parent for f in snakemake.input.final], dataset=snakemake.params.dataset,
+                 meta=snakemake.input.meta, check=snakemake.input.check,
+                 time_paths=[snakemake.output.time_png, snakemake.output.time_pdf],
+                 steps_paths=[snakemake.output.steps_png, snakemake.output.steps_pdf],
+                 band=cfg.get("band", "minmax"), dpi=cfg.get("dpi", 200))
