@@ -27,6 +27,10 @@ struct Kernels {
   // DWTA over bins in groups of 8 (structure of arrays: dims[g][j][lane], pos likewise): for every bin,
   // out[bin] = position (0..7) of the largest of v over its 8 dims; the first max in dim order wins.
   void (*dwta)(const float* v, const std::int32_t* dims, const std::int32_t* pos, int ngroups, std::int32_t* out);
+  // DWTA of 8 vectors at once (rehashing): Wt is dim x 8 (the 8 vectors side by side), so each bin reads
+  // 8 contiguous values per dim instead of gathering. Bins here are array-of-structs: dims[b*8 + j],
+  // pos[b*8 + j]. out[b*8 + lane] = position for bin b, vector lane.
+  void (*dwta8)(const float* Wt, const std::int32_t* dims, const std::int32_t* pos, int nbins, std::int32_t* out);
 };
 
 // isa: "auto" (best the CPU supports), "avx512", "avx2" or "scalar". Throws if the CPU lacks it.

@@ -44,6 +44,8 @@ HashFamily::HashFamily(HashKind kind, int K, int L, int dim, int range_pow, bool
     const int groups = (nh + 7) / 8;
     bin_dims_.assign(static_cast<std::size_t>(groups) * 64, 0);  // padding bins read dim 0, results unused
     bin_pos_.assign(static_cast<std::size_t>(groups) * 64, 0);
+    bin_dims_aos_.assign(static_cast<std::size_t>(nh) * kBin, 0);
+    bin_pos_aos_.assign(static_cast<std::size_t>(nh) * kBin, 0);
     for (int b = 0; b < nh; ++b) {
       std::pair<int, int> e[kBin];
       for (int j = 0; j < kBin; ++j) e[j] = {slot_dim[static_cast<std::size_t>(b) * kBin + j], j};
@@ -52,6 +54,8 @@ HashFamily::HashFamily(HashKind kind, int K, int L, int dim, int range_pow, bool
       for (int j = 0; j < kBin; ++j) {
         bin_dims_[g * 64 + j * 8 + lane] = e[j].first;
         bin_pos_[g * 64 + j * 8 + lane] = e[j].second;
+        bin_dims_aos_[b * kBin + j] = e[j].first;
+        bin_pos_aos_[b * kBin + j] = e[j].second;
       }
     }
   } else {
@@ -89,10 +93,32 @@ void HashFamily::bucket_codes(const Kernels& k, const float* v, std::uint32_t* c
   }
   for (int t = 0; t < L_; ++t) {
     std::uint32_t idx = 0;
-    for (int j = 0; j < K_; ++j) idx |= static_cast<std::uint32_t>(h[t * K_ + j]) << ((K_ - 1 - j) * shift_);
+    // added, not OR-ed: with the original's overlapping shift the sum is what it computes
+    for (int j = 0; j < K_; ++j) idx += static_cast<std::uint32_t>(h[t * K_ + j]) << ((K_ - 1 - j) * shift_);
     // With K*shift > range_pow, fold the high bits in rather than dropping them.
     codes[t * stride] = (idx ^ (idx >> range_pow_)) & mask_;
   }
+}
+
+void HashFamily::bucket_codes8(const Kernels& k, const float* Wt, std::uint32_t* codes, std::int32_t* h,
+                               std::int64_t stride) const {
+  if (kind_ != HashKind::Dwta) {  // SRP: one vector at a time
+    std::vector<float> v(dim_);
+    for (int l = 0; l < 8; ++l) {
+      for (int d = 0; d < dim_; ++d) v[d] = Wt[d * 8 + l];
+      bucket_codes(k, v.data(), codes + l, h, stride);
+    }
+    return;
+  }
+  const int nh = K_ * L_;
+  k.dwta8(Wt, bin_dims_aos_.data(), bin_pos_aos_.data(), nh, h);  // h[b*8 + lane]
+  for (int t = 0; t < L_; ++t)
+    for (int l = 0; l < 8; ++l) {
+      std::uint32_t idx = 0;
+      for (int j = 0; j < K_; ++j)
+        idx += static_cast<std::uint32_t>(h[(t * K_ + j) * 8 + l]) << ((K_ - 1 - j) * shift_);
+      codes[t * stride + l] = (idx ^ (idx >> range_pow_)) & mask_;
+    }
 }
 
 HashTables::HashTables(int L, int range_pow, int capacity, Replacement policy, PagePolicy pages)
@@ -144,6 +170,13 @@ void HashTables::build(const std::uint32_t* codes, std::int64_t N, const std::in
       }
     }
   }
+}
+
+void HashTables::restore(std::int64_t N, const std::uint32_t* offsets, const std::int32_t* ids) {
+  N_ = N;
+  ids_.allocate(static_cast<std::size_t>(L_) * N, pages_);
+  std::copy(offsets, offsets + offsets_.size(), offsets_.data());
+  std::copy(ids, ids + static_cast<std::size_t>(L_) * N, ids_.data());
 }
 
 void HashTables::stats(std::int64_t* nonempty, std::int64_t* stored) const {

@@ -22,9 +22,14 @@ class HashFamily {
   void bucket_codes(const Kernels& k, const float* v, std::uint32_t* codes, std::int32_t* scratch,
                     std::int64_t stride = 1) const;
   int scratch_size() const { return (K_ * L_ + 7) / 8 * 8; }
+  // bucket_codes of 8 vectors given side by side (Wt: dim x 8); codes[t * stride + lane].
+  // scratch: at least 8 * scratch_size() ints.
+  void bucket_codes8(const Kernels& k, const float* Wt, std::uint32_t* codes, std::int32_t* scratch,
+                     std::int64_t stride) const;
   int K() const { return K_; }
   int L() const { return L_; }
   int num_hashes() const { return K_ * L_; }
+  int dim() const { return dim_; }
 
  private:
   HashKind kind_ = HashKind::Dwta;
@@ -34,6 +39,7 @@ class HashFamily {
   // to the position (0..7) of the largest; dims sorted ascending so ties go to the lowest dim, as the
   // original. Stored in groups of 8 bins, structure of arrays (see Kernels::dwta).
   std::vector<std::int32_t> bin_dims_, bin_pos_;
+  std::vector<std::int32_t> bin_dims_aos_, bin_pos_aos_;  // the same, one bin after another (Kernels::dwta8)
   // SRP: each of the K*L bits is the sign of a sparse +-1 projection over ~dim/3 dims.
   int srp_nnz_ = 0;
   std::vector<std::int32_t> srp_dims_;
@@ -61,6 +67,12 @@ class HashTables {
   int L() const { return L_; }
   std::int64_t nbuckets() const { return nbuckets_; }
   int capacity() const { return capacity_; }
+  // Raw contents, for saving a network exactly as it is between rehashes.
+  std::int64_t N() const { return N_; }
+  const std::uint32_t* offsets() const { return offsets_.data(); }
+  std::size_t offsets_size() const { return offsets_.size(); }
+  const std::int32_t* ids() const { return ids_.data(); }
+  void restore(std::int64_t N, const std::uint32_t* offsets, const std::int32_t* ids);
   // Occupancy statistics for tests and reports: non-empty buckets and stored ids, summed over tables.
   void stats(std::int64_t* nonempty, std::int64_t* stored) const;
 

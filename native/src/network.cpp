@@ -20,7 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
-constexpr std::uint32_t kFormat = 1;
+constexpr std::uint32_t kFormat = 2;  // 2: hash tables stored
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -77,8 +77,17 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (cfg.rehash < 1 || cfg.rebuild < 1) throw std::invalid_argument("rehash and rebuild must be >= 1 sample");
   if (cfg.schedule != "fixed" && cfg.schedule != "exponential")
     throw std::invalid_argument("schedule must be 'fixed' or 'exponential', got '" + cfg.schedule + "'");
-  if (!(cfg.lr > 0)) throw std::invalid_argument("lr must be > 0");
+  if (!(cfg.lr > 0) || !std::isfinite(cfg.lr)) throw std::invalid_argument("lr must be a finite number > 0");
+  if (!(cfg.beta1 >= 0 && cfg.beta1 < 1)) throw std::invalid_argument("beta1 must be in [0, 1)");
+  if (!(cfg.beta2 >= 0 && cfg.beta2 < 1)) throw std::invalid_argument("beta2 must be in [0, 1)");
+  if (!(cfg.eps > 0) || !std::isfinite(cfg.eps)) throw std::invalid_argument("eps must be a finite number > 0");
+  if (!(cfg.init_std >= 0) || !std::isfinite(cfg.init_std)) throw std::invalid_argument("init_std must be >= 0");
+  if (!(cfg.schedule_growth >= 1) || !std::isfinite(cfg.schedule_growth))
+    throw std::invalid_argument("schedule_growth must be a finite number >= 1");
+  if (cfg.bucket_size < 1) throw std::invalid_argument("bucket_size must be >= 1");
   if (cfg.min_active < 0 || cfg.pad_below < 0) throw std::invalid_argument("min_active and pad_below must be >= 0");
+  if (cfg.padding != "batch" && cfg.padding != "sample")
+    throw std::invalid_argument("padding must be 'batch' or 'sample', got '" + cfg.padding + "'");
   k_ = &select_kernels(cfg.isa);
   pages_ = parse_page_policy(cfg.hugepages);
   const Replacement repl = parse_replacement(cfg.replacement);
@@ -252,6 +261,7 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
 
 std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
                                               int n_labels, std::uint64_t salt) {
+  std::lock_guard<std::mutex> lock(mu_);
   validate_batch(x, nullptr);
   if (row < 0 || row >= x.rows) throw std::invalid_argument("row out of range");
   for (int i = 0; i < n_labels; ++i)
@@ -271,6 +281,7 @@ std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, co
 }
 
 float Network::train_batch(const Csr& x, const Csr& y) {
+  std::lock_guard<std::mutex> lock(mu_);
   validate_batch(x, &y);
   const std::int64_t B = x.rows;
   if (B == 0) return 0.f;
@@ -292,6 +303,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   }
   const float inv_b = 1.f / static_cast<float>(B);
   const std::uint64_t batch_seed = mix(cfg_.seed, 0x6000, static_cast<std::uint64_t>(step_));
+  const bool per_sample_padding = cfg_.padding == "sample";
   const auto t_region = Clock::now();
   for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0;
 
@@ -299,8 +311,10 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   {
     auto& t = ws.pt[omp_get_thread_num()];
     std::vector<float*> h(nh);
-    t.dh.resize(std::max(o.in_dim, 1));
-    t.dh2.resize(std::max(o.in_dim, 1));
+    int widest = 1;  // dh / dh2 hold the gradient of any hidden layer's output or input
+    for (int l = 0; l < nh; ++l) widest = std::max({widest, layers_[l].size, l > 0 ? layers_[l].in_dim : 1});
+    t.dh.resize(widest);
+    t.dh2.resize(widest);
 #pragma omp for schedule(dynamic, 4)
     for (std::int64_t s = 0; s < B; ++s) {
       auto t0 = Clock::now();
@@ -311,7 +325,8 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
       auto t1 = Clock::now();
       std::vector<std::int32_t>& act = ws.active[s];
-      select_active(o, hl, lab, nl, mix(batch_seed, static_cast<std::uint64_t>(s)), act, ws);
+      select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
+                    act, ws);
       auto t2 = Clock::now();
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
@@ -506,10 +521,10 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
         }
         std::fill(g.begin(), g.end(), 0.f);
         float gb = 0;
-        for (std::int64_t e = ws.tstart[i]; e < ws.tstart[i + 1]; ++e) {
-          k_->axpy(g.data(), ws.tcoef[e], V.data() + static_cast<std::int64_t>(ws.tsample[e]) * cols, cols);
-          gb += ws.tcoef[e];
-        }
+        const std::int64_t e0 = ws.tstart[i], ne = ws.tstart[i + 1] - e0;
+        k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
+                        g.data());
+        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
         k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
         if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
       }
@@ -522,10 +537,10 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
         // a row is touched iff touched[tcount[r]] == r
         const std::int32_t sl = ws.tcount[r];
         if (sl >= 0 && sl < ntouched && ws.touched[sl] == r) {
-          for (std::int64_t e = ws.tstart[sl]; e < ws.tstart[sl + 1]; ++e) {
-            k_->axpy(g.data(), ws.tcoef[e], V.data() + static_cast<std::int64_t>(ws.tsample[e]) * cols, cols);
-            gb += ws.tcoef[e];
-          }
+          const std::int64_t e0 = ws.tstart[sl], ne = ws.tstart[sl + 1] - e0;
+          k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
+                          g.data());
+          for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
         }
         k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
         if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
@@ -580,17 +595,28 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
   L.codes.resize(static_cast<std::size_t>(N) * nt);
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<std::int32_t> scratch(L.hash.scratch_size());
+    std::vector<std::int32_t> scratch(8 * static_cast<std::size_t>(L.hash.scratch_size()));
+    std::vector<float> Wt(static_cast<std::size_t>(L.in_dim) * 8);
+    const std::int64_t blocks = N / 8;
 #pragma omp for schedule(static)
-    for (std::int64_t i = 0; i < N; ++i)
-      L.hash.bucket_codes(*k_, L.w(order[i]), L.codes.data() + i,
-                          scratch.data(), N);
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      const std::int64_t i0 = blk * 8;
+      for (int l = 0; l < 8; ++l) {  // 8 neurons side by side
+        const float* w = L.w(order[i0 + l]);
+        for (int d = 0; d < L.in_dim; ++d) Wt[d * 8 + l] = w[d];
+      }
+      L.hash.bucket_codes8(*k_, Wt.data(), L.codes.data() + i0, scratch.data(), N);
+    }
+#pragma omp for schedule(static)
+    for (std::int64_t i = blocks * 8; i < N; ++i)
+      L.hash.bucket_codes(*k_, L.w(order[i]), L.codes.data() + i, scratch.data(), N);
   }
   L.tables.build(L.codes.data(), N, order.data(), mix(cfg_.seed, 0x8000 + li, rehash_count_), threads_);
   ++rehash_count_;
 }
 
 void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_ids, float* out_scores) {
+  std::lock_guard<std::mutex> lock(mu_);
   validate_batch(x, nullptr);
   const Layer& o = layers_.back();
   if (k < 1 || k > o.size) throw std::invalid_argument("k must be in [1, n_labels]");
@@ -721,6 +747,7 @@ std::string read_header(std::ifstream& f, const std::string& path) {
 }  // namespace
 
 void Network::save(const std::string& path, const std::string& meta) const {
+  std::lock_guard<std::mutex> lock(mu_);
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
@@ -748,6 +775,13 @@ void Network::save(const std::string& path, const std::string& meta) const {
       put_array(f, L.b.data(), L.b.size());
       put_array(f, L.mb.data(), L.mb.size());
       put_array(f, L.vb.data(), L.vb.size());
+      if (L.sparse) {  // the tables as they are: built from the weights of the last rehash, not the current ones
+        put(f, static_cast<std::uint64_t>(L.tables.N()));
+        f.write(reinterpret_cast<const char*>(L.tables.offsets()),
+                static_cast<std::streamsize>(L.tables.offsets_size() * sizeof(std::uint32_t)));
+        f.write(reinterpret_cast<const char*>(L.tables.ids()),
+                static_cast<std::streamsize>(static_cast<std::size_t>(L.tables.L()) * L.tables.N() * sizeof(std::int32_t)));
+      }
     }
     f.flush();
     if (!f) throw std::runtime_error(tmp + ": write failed (disk full?)");
@@ -761,6 +795,7 @@ std::string Network::read_meta(const std::string& path) {
 }
 
 std::string Network::load(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
   std::ifstream f(path, std::ios::binary);
   std::string meta = read_header(f, path);
   get(f, step_, path);
@@ -789,19 +824,37 @@ std::string Network::load(const std::string& path) {
     get_array(f, L.b.data(), L.b.size(), path, "biases");
     get_array(f, L.mb.data(), L.mb.size(), path, "bias first moments");
     get_array(f, L.vb.data(), L.vb.size(), path, "bias second moments");
+    if (L.sparse) {
+      std::uint64_t n;
+      get(f, n, path);
+      if (n != static_cast<std::uint64_t>(L.size)) throw std::runtime_error(path + ": hash tables of the wrong size");
+      std::vector<std::uint32_t> off(L.tables.offsets_size());
+      std::vector<std::int32_t> ids(static_cast<std::size_t>(L.tables.L()) * n);
+      if (!f.read(reinterpret_cast<char*>(off.data()), static_cast<std::streamsize>(off.size() * sizeof(std::uint32_t))) ||
+          !f.read(reinterpret_cast<char*>(ids.data()), static_cast<std::streamsize>(ids.size() * sizeof(std::int32_t))))
+        throw std::runtime_error(path + ": truncated model file");
+      // validate before use: a corrupt file must not index out of bounds later
+      const std::int64_t nb = L.tables.nbuckets();
+      for (int t = 0; t < L.tables.L(); ++t) {
+        const std::uint32_t* o = off.data() + static_cast<std::int64_t>(t) * (nb + 1);
+        if (o[0] != 0 || o[nb] > n) throw std::runtime_error(path + ": corrupt hash tables");
+        for (std::int64_t b = 0; b < nb; ++b)
+          if (o[b + 1] < o[b]) throw std::runtime_error(path + ": corrupt hash tables");
+      }
+      for (std::int32_t id : ids)
+        if (id < 0 || id >= L.size) throw std::runtime_error(path + ": corrupt hash tables");
+      L.tables.restore(static_cast<std::int64_t>(n), off.data(), ids.data());
+    }
   }
-  // Tables are not stored: recreate the same hash functions and rebuild them from the loaded weights.
+  char extra;
+  if (f.read(&extra, 1)) throw std::runtime_error(path + ": unexpected data after the model (corrupt file?)");
+  // The hash functions are not stored: recreate those of the last rebuild from the seed.
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     Layer& L = layers_[li];
     if (!L.sparse) continue;
-    rebuild_count_ = rebuilds - 1;
-    rehash_count_ = rehashes - 1;
-    if (rebuilds > 0) {
-      rehash_layer(L, true);  // increments rebuild_count_ back to `rebuilds`
-    } else {
-      rebuild_count_ = 0;
-      rehash_layer(L, false);
-    }
+    const LayerSpec& sp = cfg_.layers[li];
+    L.hash = HashFamily(parse_hash_kind(sp.hash), sp.K, sp.L, L.in_dim, sp.range_pow, cfg_.dwta_compat_shift,
+                        mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuilds)));
   }
   rehash_count_ = rehashes;
   rebuild_count_ = rebuilds;

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,10 @@ struct NetConfig {
   int bucket_size = 128;
   std::string replacement = "fifo";
   int min_active = 1000, pad_below = 1500;
+  // Where padding starts: "batch" = one random start shared by the batch (what the original does in
+  // practice: it reseeds rand() with time(NULL) per sample, so all samples within a second share it);
+  // "sample" = an independent start per sample.
+  std::string padding = "batch";
   std::int64_t rehash = 6400, rebuild = 128000;  // in samples
   std::string schedule = "fixed";                 // fixed | exponential
   double schedule_growth = 1.1;                   // exponential: each interval is this times the last
@@ -102,6 +107,8 @@ class Network {
   double next_rehash_ = 0, next_rebuild_ = 0, rehash_interval_ = 0, rebuild_interval_ = 0;
   PhaseTimes times_;
   std::unique_ptr<Workspace> ws_;
+  // One call at a time per network: calls release the GIL and share the per-thread workspaces.
+  mutable std::mutex mu_;
 };
 
 }  // namespace slide

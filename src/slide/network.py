@@ -25,7 +25,7 @@ DEFAULT_LAYERS = [
     {"hash": "dwta", "K": 6, "L": 50, "range_pow": 18, "sparsity": 0.005},
 ]
 # Options passed through to the core (see workflow/schemas/config.schema.yaml for their meaning).
-NATIVE_OPTIONS = ("bucket_size", "replacement", "min_active", "pad_below", "rehash", "rebuild", "schedule",
+NATIVE_OPTIONS = ("bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild", "schedule",
                   "schedule_growth", "dense_adam", "dwta_compat_shift", "beta1", "beta2", "eps", "init_std",
                   "hugepages", "isa")
 
@@ -141,9 +141,14 @@ def _default_layers(n_hidden: int) -> list[dict]:
 
 def _read_meta(path) -> dict:
     try:
-        return json.loads(native().Network.read_meta(str(path)))
+        meta = json.loads(native().Network.read_meta(str(path)))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: model metadata is not valid JSON ({e.msg})") from None
     except (ValueError, RuntimeError) as e:
         raise ValueError(str(e)) from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "layers" not in meta["config"]:
+        raise ValueError(f"{path}: model metadata has no network configuration")
+    return meta
 
 
 def _csr_arrays(x):

@@ -1,1 +1,92 @@
 # Data stage (issue 3): synthesize | download | local -> prepare -> shuffle -> results/data/{dataset}/
+# Raw text: resources/raw/{dataset}/{train,test}.txt (synthetic, download); local files are read in place.
+# Only the rule for the configured dataset.source exists, so the raw files have exactly one producer.
+import re
+
+from slide.data.prepare import raw_sources
+
+DATASET_CFG = config["dataset"]
+_DS = {"dataset": re.escape(DATASET)}  # the rules below know only the configured dataset
+
+
+if DATASET_CFG["source"] == "synthetic":
+
+    rule synthesize:
+        """Seeded synthetic data with Amazon-670K's shape (dataset.synthetic)."""
+        output:
+            train="resources/raw/{dataset}/train.txt",
+            test="resources/raw/{dataset}/test.txt",
+        wildcard_constraints:
+            **_DS,
+        log:
+            "results/logs/synthesize/{dataset}.log",
+        params:
+            synthetic=DATASET_CFG.get("synthetic") or {},
+        conda:
+            "../../envs/slide.yaml"
+        script:
+            "../scripts/synthesize.py"
+
+
+if DATASET_CFG["source"] == "download":
+
+    rule download:
+        """Resumable, sha256-verified download + safe extraction (dataset.download)."""
+        output:
+            train="resources/raw/{dataset}/train.txt",
+            test="resources/raw/{dataset}/test.txt",
+        wildcard_constraints:
+            **_DS,
+        log:
+            "results/logs/download/{dataset}.log",
+        params:
+            download=DATASET_CFG.get("download") or {},
+            cache=lambda wildcards: f"resources/download/{wildcards.dataset}",
+        conda:
+            "../../envs/slide.yaml"
+        script:
+            "../scripts/download.py"
+
+
+rule prepare:
+    """Parse and validate the raw text into CSR (unshuffled) + the sources' sha256."""
+    input:
+        unpack(lambda wildcards: raw_sources(DATASET_CFG, wildcards.dataset)),
+    output:
+        train="results/data/{dataset}/unshuffled/train.npz",
+        test="results/data/{dataset}/unshuffled/test.npz",
+        info="results/data/{dataset}/unshuffled/info.json",
+    wildcard_constraints:
+        **_DS,
+    log:
+        "results/logs/prepare/{dataset}.log",
+    params:
+        n_features=DATASET_CFG.get("n_features"),
+        n_labels=DATASET_CFG.get("n_labels"),
+        split_column=(DATASET_CFG.get("local") or {}).get("split_column", 1),
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/prepare.py"
+
+
+rule shuffle:
+    """Seeded permutation of both splits (the raw files are sorted by label) + meta.json."""
+    input:
+        train="results/data/{dataset}/unshuffled/train.npz",
+        test="results/data/{dataset}/unshuffled/test.npz",
+        info="results/data/{dataset}/unshuffled/info.json",
+    output:
+        train="results/data/{dataset}/train.npz",
+        test="results/data/{dataset}/test.npz",
+        meta="results/data/{dataset}/meta.json",
+    wildcard_constraints:
+        **_DS,
+    log:
+        "results/logs/shuffle/{dataset}.log",
+    params:
+        seed=DATASET_CFG.get("shuffle_seed", 0),
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/shuffle.py"

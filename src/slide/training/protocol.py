@@ -93,6 +93,7 @@ class _State:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
     fingerprint: str = ""
+    pending_losses: list = None  # training losses since the last evaluation (for the next row's mean)
 
 
 def run_training(model: Model, system: str, train: Split, test: Split, cfg: TrainConfig,
@@ -119,7 +120,7 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     if state.step:
         print(f"[{system}] resuming from step {state.step} ({ckpt_dir})", file=sys.stderr)
     wall0 = time.perf_counter() - state.wall_seconds
-    losses: list[float] = []
+    losses: list[float] = list(state.pending_losses or [])
 
     def record(step: int):
         t_eval = time.perf_counter()
@@ -155,6 +156,7 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
         end_of_epoch = state.step % steps_per_epoch == 0
         if state.step < total and ((cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or end_of_epoch):
             state.wall_seconds = time.perf_counter() - wall0
+            state.pending_losses = list(losses)
             _checkpoint(model, ckpt_dir, state, metrics_path, fingerprint)
     bar.close()
 
