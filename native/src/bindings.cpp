@@ -70,7 +70,8 @@ T get_or(const py::dict& c, const char* key, T dflt) {
 slide::NetConfig net_config(const py::dict& c) {
   static const char* known[] = {"n_features", "layers", "bucket_size", "replacement", "min_active", "pad_below",
                                 "padding", "rehash", "rebuild", "schedule", "schedule_growth", "dense_adam",
-                                "dwta_compat_shift", "lr", "beta1", "beta2", "eps", "init_std", "seed", "threads",
+                                "dwta_compat_shift", "lr", "beta1", "beta2", "eps", "init_std", "init_bias_std",
+                                "init_truncated", "seed", "threads",
                                 "hugepages", "isa"};
   for (auto item : c) {
     const std::string k = py::str(item.first);
@@ -108,6 +109,8 @@ slide::NetConfig net_config(const py::dict& c) {
   n.beta2 = get_or(c, "beta2", n.beta2);
   n.eps = get_or(c, "eps", n.eps);
   n.init_std = get_or(c, "init_std", n.init_std);
+  n.init_bias_std = get_or(c, "init_bias_std", n.init_std);  // the original draws both from one N(0, sd)
+  n.init_truncated = get_or(c, "init_truncated", n.init_truncated);
   n.seed = get_or<std::uint64_t>(c, "seed", n.seed);
   n.threads = get_or(c, "threads", n.threads);
   n.hugepages = get_or(c, "hugepages", n.hugepages);
@@ -325,18 +328,20 @@ PYBIND11_MODULE(_native, m) {
              "Top-k label ids and scores per row, best first; sparse=True scores only LSH-retrieved labels.")
         .def("active_set",
              [](Network& net, const py::array& indptr, const py::array& indices, const py::array& data,
-                std::int64_t row, const py::array& labels, std::uint64_t salt) {
+                std::int64_t row, const py::array& labels, std::uint64_t salt, bool pad) {
                slide::Csr x = csr(indptr, indices, &data, "features");
                const auto lab = checked<std::int32_t>(labels, "labels");
                std::vector<std::int32_t> a;
                {
                  py::gil_scoped_release nogil;
-                 a = net.active_set(x, row, lab.first, static_cast<int>(lab.second), salt);
+                 a = net.active_set(x, row, lab.first, static_cast<int>(lab.second), salt, pad);
                }
                return py::array_t<std::int32_t>(static_cast<py::ssize_t>(a.size()), a.data());
              },
              py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("row"), py::arg("labels"),
-             py::arg("salt") = 0, "The output layer's active neurons for one row, as training selects them.")
+             py::arg("salt") = 0, py::arg("pad") = true,
+             "The output layer's active neurons for one row, as training selects them (pad=False: labels and "
+             "LSH-retrieved neurons only).")
         .def("save", [](const Network& net, const std::string& path, const std::string& meta) {
                py::gil_scoped_release nogil;
                net.save(path, meta);

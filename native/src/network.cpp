@@ -82,6 +82,8 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (!(cfg.beta2 >= 0 && cfg.beta2 < 1)) throw std::invalid_argument("beta2 must be in [0, 1)");
   if (!(cfg.eps > 0) || !std::isfinite(cfg.eps)) throw std::invalid_argument("eps must be a finite number > 0");
   if (!(cfg.init_std >= 0) || !std::isfinite(cfg.init_std)) throw std::invalid_argument("init_std must be >= 0");
+  if (!(cfg.init_bias_std >= 0) || !std::isfinite(cfg.init_bias_std))
+    throw std::invalid_argument("init_bias_std must be >= 0");
   if (!(cfg.schedule_growth >= 1) || !std::isfinite(cfg.schedule_growth))
     throw std::invalid_argument("schedule_growth must be a finite number >= 1");
   if (cfg.bucket_size < 1) throw std::invalid_argument("bucket_size must be >= 1");
@@ -119,15 +121,21 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     // N(0, init_std) weights and biases as the original, from counter-based streams (thread-count independent).
     const std::int64_t rows = L.rows();
     const int cols = L.cols();
-    const float sd = static_cast<float>(cfg.init_std);
+    const float sd = static_cast<float>(cfg.init_std), bsd = static_cast<float>(cfg.init_bias_std);
+    const bool trunc = cfg.init_truncated;
+    auto draw = [trunc](Rng& rng) {
+      float z = rng.normal();
+      while (trunc && std::fabs(z) > 2.f) z = rng.normal();
+      return z;
+    };
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
       Rng rng(mix(cfg.seed, 0x1000 + l, static_cast<std::uint64_t>(r)));
       float* w = L.w(r);
-      for (int c = 0; c < cols; ++c) w[c] = sd * rng.normal();
+      for (int c = 0; c < cols; ++c) w[c] = sd * draw(rng);
     }
     Rng brng(mix(cfg.seed, 0x2000 + l));
-    for (auto& v : L.b) v = sd * brng.normal();
+    for (auto& v : L.b) v = bsd * draw(brng);
     if (L.sparse) {
       L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.in_dim, s.range_pow, cfg.dwta_compat_shift,
                           mix(cfg.seed, 0x3000 + l, 0));
@@ -214,7 +222,8 @@ void Network::hidden_forward(const Csr& x, std::int64_t row, float* const* h) co
 }
 
 void Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
-                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws) const {
+                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws,
+                            bool pad) const {
   auto& t = ws.pt[omp_get_thread_num()];
   active.clear();
   if (!o.sparse) {
@@ -248,7 +257,7 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
     for (int i = 0; i < len; ++i) add(ids[i]);
   }
   // Too few retrieved: pad with random neurons, walking a fixed permutation from a random start (the original's Mode 4).
-  if (static_cast<int>(active.size()) < cfg_.pad_below) {
+  if (pad && static_cast<int>(active.size()) < cfg_.pad_below) {
     const std::int64_t want = std::min<std::int64_t>(cfg_.min_active, o.size);
     Rng rng(rng_seed);
     std::int64_t p = static_cast<std::int64_t>(rng.below(o.size));
@@ -260,7 +269,7 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
 }
 
 std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
-                                              int n_labels, std::uint64_t salt) {
+                                              int n_labels, std::uint64_t salt, bool pad) {
   std::lock_guard<std::mutex> lock(mu_);
   validate_batch(x, nullptr);
   if (row < 0 || row >= x.rows) throw std::invalid_argument("row out of range");
@@ -276,7 +285,7 @@ std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, co
   hidden_forward(x, row, hp.data());
   std::vector<std::int32_t> active;
   // single-threaded call: thread slot 0
-  select_active(layers_.back(), hp[nh - 1], labels, n_labels, mix(cfg_.seed, 0x5000, salt), active, *ws_);
+  select_active(layers_.back(), hp[nh - 1], labels, n_labels, mix(cfg_.seed, 0x5000, salt), active, *ws_, pad);
   return active;
 }
 

@@ -35,7 +35,11 @@ struct NetConfig {
   std::string schedule = "fixed";                 // fixed | exponential
   double schedule_growth = 1.1;                   // exponential: each interval is this times the last
   bool dense_adam = false, dwta_compat_shift = false;
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, init_std = 0.01;
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // Initialisation. The original: weights and biases N(0, 0.01). The pipeline's shared init (model.init_std):
+  // weights truncated at 2 sd (as TensorFlow's truncated_normal), zero biases.
+  double init_std = 0.01, init_bias_std = 0.01;
+  bool init_truncated = false;
   std::uint64_t seed = 0;
   int threads = 0;  // 0 = OpenMP default
   std::string hugepages = "auto", isa = "auto";
@@ -63,7 +67,7 @@ class Network {
   void predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_ids, float* out_scores);
   // Active neurons of the output layer for one sample, as training would pick them (tests, diagnostics).
   std::vector<std::int32_t> active_set(const Csr& x, std::int64_t row, const std::int32_t* labels, int n_labels,
-                                       std::uint64_t salt);
+                                       std::uint64_t salt, bool pad = true);
   void save(const std::string& path, const std::string& meta) const;
   // Load weights, optimiser state and counters saved by a network of identical configuration; returns meta.
   std::string load(const std::string& path);
@@ -93,7 +97,7 @@ class Network {
   void validate_batch(const Csr& x, const Csr* y) const;
   void hidden_forward(const Csr& x, std::int64_t row, float* const* h) const;
   void select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
-                     std::vector<std::int32_t>& active, Workspace& ws) const;
+                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true) const;
   void rehash_layer(Layer& layer, bool new_functions);
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);

@@ -27,7 +27,7 @@ DEFAULT_LAYERS = [
 # Options passed through to the core (see workflow/schemas/config.schema.yaml for their meaning).
 NATIVE_OPTIONS = ("bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild", "schedule",
                   "schedule_growth", "dense_adam", "dwta_compat_shift", "beta1", "beta2", "eps", "init_std",
-                  "hugepages", "isa")
+                  "init_bias_std", "init_truncated", "hugepages", "isa")
 
 
 class Network:
@@ -58,9 +58,12 @@ class Network:
         s = dict(config["slide"])
         layers = s.pop("layers")
         inference = s.pop("inference", "dense")
+        init = {}
+        if config["model"].get("init_std") is not None:  # the init shared with the baselines
+            init = {"init_std": float(config["model"]["init_std"]), "init_bias_std": 0.0, "init_truncated": True}
         return cls(n_features, n_labels, hidden=config["model"]["hidden"], layers=layers,
                    lr=config["train"]["lr"], seed=config["train"].get("seed", 0), threads=threads,
-                   inference=inference, **{k: v for k, v in s.items() if k in NATIVE_OPTIONS})
+                   inference=inference, **{k: v for k, v in s.items() if k in NATIVE_OPTIONS}, **init)
 
     # ---- training and inference -----------------------------------------------------------------
     def train_batch(self, x, labels=None) -> float:
@@ -76,10 +79,12 @@ class Network:
         use_sparse = self.inference == "sparse" if sparse is None else bool(sparse)
         return self._net.predict_topk(indptr, indices, data, int(k), use_sparse)
 
-    def active_set(self, x, row: int, labels=(), salt: int = 0) -> np.ndarray:
-        """The output layer's active neurons for one row, as training would select them."""
+    def active_set(self, x, row: int, labels=(), salt: int = 0, pad: bool = True) -> np.ndarray:
+        """The output layer's active neurons for one row, as training would select them
+        (pad=False: the labels and the LSH-retrieved neurons only, without random padding)."""
         indptr, indices, data = _csr_arrays(x)
-        return self._net.active_set(indptr, indices, data, int(row), np.asarray(labels, dtype=np.int32), int(salt))
+        return self._net.active_set(indptr, indices, data, int(row), np.asarray(labels, dtype=np.int32), int(salt),
+                                    bool(pad))
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

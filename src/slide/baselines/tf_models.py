@@ -150,7 +150,7 @@ class TFBaseline:
 
     def __init__(self, n_features: int, n_labels: int, hidden=(128,), loss: str = "full", lr: float = 1e-3,
                  num_sampled: int | None = None, seed: int = 0, threads: int | None = None,
-                 inter_op_threads: int | None = None, cpu_only: bool = False):
+                 inter_op_threads: int | None = None, cpu_only: bool = False, init_std: float | None = None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if loss == "sampled" and (num_sampled is None or not 1 <= num_sampled < n_labels):
@@ -161,11 +161,13 @@ class TFBaseline:
         self.num_sampled = int(num_sampled) if loss == "sampled" else None
 
         sizes = [self.d, *self.hidden]
-        self.weights = [tf.Variable(_init((a, b), a, b, [seed, i]), name=f"w{i}")
+        self.init_std = init_std  # None: the original scripts' 2/sqrt(fan_in + fan_out)
+        self.weights = [tf.Variable(_init((a, b), a, b, [seed, i], init_std), name=f"w{i}")
                         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
         self.biases = [tf.Variable(tf.zeros([b]), name=f"b{i}") for i, b in enumerate(sizes[1:])]
         # output layer stored [L, hidden] (one row per class): what sampled softmax gathers from
-        self.out_w = tf.Variable(_init((self.L, sizes[-1]), sizes[-1], self.L, [seed, len(sizes)]), name="w_out")
+        self.out_w = tf.Variable(_init((self.L, sizes[-1]), sizes[-1], self.L, [seed, len(sizes)], init_std),
+                                 name="w_out")
         self.out_b = tf.Variable(tf.zeros([self.L]), name="b_out")
         self.params = [*self.weights, *self.biases, self.out_w, self.out_b]
         self.adam_m = [tf.Variable(tf.zeros_like(p), name=f"m{i}") for i, p in enumerate(self.params)]
@@ -307,6 +309,8 @@ class TFBaseline:
                              f"model expects {self.d} / {self.L}")
 
 
-def _init(shape, fan_in: int, fan_out: int, seed) -> tf.Tensor:
-    """truncated_normal(stddev = 2/sqrt(fan_in + fan_out)), as the original scripts; seeded, stateless."""
-    return tf.random.stateless_truncated_normal(shape, seed=seed, stddev=2.0 / np.sqrt(fan_in + fan_out))
+def _init(shape, fan_in: int, fan_out: int, seed, init_std: float | None = None) -> tf.Tensor:
+    """truncated_normal(stddev = 2/sqrt(fan_in + fan_out)) as the original scripts, or `init_std` when given
+    (model.init_std: the same init for every system); seeded, stateless."""
+    std = 2.0 / np.sqrt(fan_in + fan_out) if init_std is None else float(init_std)
+    return tf.random.stateless_truncated_normal(shape, seed=seed, stddev=std)

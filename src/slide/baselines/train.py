@@ -22,7 +22,7 @@ def build_model(loss: str, n_features: int, n_labels: int, model_cfg: dict, trai
                       num_sampled=resolve_num_sampled(tf_cfg, n_labels) if loss == "sampled" else None,
                       seed=train_cfg.get("seed", 0), threads=threads,
                       inter_op_threads=tf_cfg.get("inter_op_threads") or threads,
-                      cpu_only=tf_cfg.get("device", "auto") == "cpu")
+                      cpu_only=tf_cfg.get("device", "auto") == "cpu", init_std=model_cfg.get("init_std"))
 
 
 def load_data(train_path, test_path, meta_path) -> tuple[Split, Split, dict]:
