@@ -2,6 +2,7 @@
 # Raw text: resources/raw/{dataset}/{train,test}.txt (synthetic, download); local files are read in place.
 # Only the rule for the configured dataset.source exists, so the raw files have exactly one producer.
 import re
+import sys
 
 from slide.data.prepare import raw_sources
 
@@ -46,6 +47,15 @@ if DATASET_CFG["source"] == "download":
             "../../envs/slide.yaml"
         script:
             "../scripts/download.py"
+
+
+if DATASET_CFG["source"] == "local":
+    # Snakemake's MissingInputException lists the files; say where they come from
+    _missing = [p for p in raw_sources(DATASET_CFG, DATASET).values() if not Path(p).is_file()]
+    if _missing:
+        print(f"dataset '{DATASET}': dataset.local names missing file(s): {', '.join(_missing)} -- put the "
+              "dataset's files there (see the comment at the top of its config/*.yaml and docs/own-data.md)",
+              file=sys.stderr)
 
 
 rule prepare:
