@@ -9,6 +9,7 @@ include: "workflow/rules/system.smk"
 include: "workflow/rules/native.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/audit.smk"
 
 
 rule all:

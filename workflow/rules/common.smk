@@ -1,6 +1,9 @@
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
+
+from slide import sweep as sweeps
 
 min_version("9.0")
 
@@ -17,15 +20,64 @@ def run_dir(system):
     return f"results/runs/{DATASET}/{system}"
 
 
+# Sweeps (config `sweep:`, slide.sweep): each variant trains into {run_dir(system)}/{variant}/; a system the
+# sweep does not vary (TF in a hash-only sweep) keeps its default run. Empty sweep: the default runs only.
+SWEEP = config.get("sweep") or {}
+SWEEP_VARIANTS = {s: sweeps.variants(SWEEP, s) for s in SYSTEMS}
+
+
+def run_dirs(system):
+    """The run directories of `system` that the configuration asks for."""
+    return [f"{run_dir(system)}/{v.name}" for v in SWEEP_VARIANTS[system]] or [run_dir(system)]
+
+
+RUN_DIRS = [d for s in SYSTEMS for d in run_dirs(s)]
+
+
+def variant_constraint(system):
+    """Wildcard regex matching exactly the configured variant names of `system`."""
+    return "|".join(re.escape(v.name) for v in SWEEP_VARIANTS[system]) or "(?!)"
+
+
+def variant_config(wildcards):
+    """model/train/slide config of the sweep variant in `wildcards.variant`."""
+    return sweeps.run_config(config, sweeps.parse_variant(wildcards.variant))
+
+
+def variant_threads(wildcards):
+    """The sweep's thread count for the trainer (None: the rule's threads, i.e. all cores)."""
+    return sweeps.parse_variant(wildcards.variant).threads
+
+
 def train_inputs(extra=None):
     """The prepared dataset every training rule reads (plus rule-specific inputs)."""
     return {"train": f"{DATA}/train.npz", "test": f"{DATA}/test.npz", "meta": f"{DATA}/meta.json", **(extra or {})}
+
+
+def benchmark_files():
+    """Benchmark tsvs of the heavy jobs this configuration runs (rules lacking a benchmark directive are skipped).
+
+    Call it once all rules exist (from audit.smk): it reads their benchmark directives.
+    """
+    files = []
+    heavy = ["synthesize", "download", "prepare", "shuffle"] + (["build_native"] if "slide" in SYSTEMS else [])
+    defined = {r.name: r for r in workflow.rules}  # e.g. only one of synthesize/download exists
+    for name in heavy:
+        bench = defined[name].benchmark if name in defined else None
+        if bench is not None:
+            files.append(str(bench).replace("{dataset}", DATASET))
+    for s in SYSTEMS:  # the training runs requested: a sweep's variants, or the default run
+        variants = SWEEP_VARIANTS[s]
+        base = f"results/benchmarks/train_{s}/{DATASET}"
+        files += [f"{base}/{v.name}.tsv" for v in variants] or [f"{base}.tsv"]
+    return files
 
 
 def final_targets():
     """What `rule all` asks for; each stage adds its end products here."""
     return [
         "results/system/check.json",
-        *(f"{run_dir(s)}/final.json" for s in SYSTEMS),
+        *(f"{d}/final.json" for d in RUN_DIRS),
         *FIGURE_TARGETS,
+        *AUDIT_TARGETS,
     ]

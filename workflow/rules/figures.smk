@@ -8,15 +8,16 @@ report: "../report/workflow.rst"
 BUILD_INFO = ["results/build/build.json"] if "slide" in SYSTEMS else []
 
 
-_FINALS = [f"{run_dir(s)}/final.json" for s in SYSTEMS]
-_METRICS = [f"{run_dir(s)}/metrics.csv" for s in SYSTEMS]
+# every configured run (RUN_DIRS: the default runs, or a sweep's variants); the scripts load exactly these
+_FINALS = [f"{d}/final.json" for d in RUN_DIRS]
+_METRICS = [f"{d}/metrics.csv" for d in RUN_DIRS]
 _REPORT_INPUTS = {
     "final": _FINALS,
     "metrics": _METRICS,
     "meta": f"{DATA}/meta.json",
     "check": "results/system/check.json",
 }
-# run directories are taken from the final.json inputs (config order); sweeps nest runs below them
+# runs are the final.json inputs (config order), grouped per system (+ swept hash setting) by slide.sweep
 _REPORT_PARAMS = {"dataset": DATASET, "figures": config["figures"]}
 
 
@@ -131,3 +132,29 @@ FIGURE_TARGETS = [
     "results/provenance.json",
     "results/report/environment.html",
 ]
+
+
+# A thread sweep (several sweep.threads) also draws training time per epoch against threads, per system.
+if len(SWEEP.get("threads") or []) > 1:
+
+    rule thread_scaling:
+        input:
+            **_REPORT_INPUTS,
+        output:
+            png=report(
+                "results/figures/thread_scaling.png",
+                caption="../report/thread_scaling.rst",
+                category="Figures",
+                labels={"figure": "time per epoch vs threads"},
+            ),
+            pdf="results/figures/thread_scaling.pdf",
+        log:
+            "results/logs/figures/thread_scaling.log",
+        params:
+            **_REPORT_PARAMS,
+        conda:
+            "../../envs/slide.yaml"
+        script:
+            "../scripts/thread_scaling.py"
+
+    FIGURE_TARGETS += ["results/figures/thread_scaling.png", "results/figures/thread_scaling.pdf"]

@@ -1,4 +1,7 @@
-# Timed rules take all cores so that they never overlap (DESIGN.md).
+# Timed rules take all cores so that they never overlap (DESIGN.md), also in a thread sweep: a sweep run
+# holds every core but trains with the sweep's thread count (params.threads), so measured times stay honest.
+# Sweep rules (one per system with variants, config `sweep:`) reuse the default rules with per-variant
+# outputs, logs, benchmarks and params; the default outputs keep their paths.
 
 
 rule train_slide:
@@ -65,3 +68,64 @@ rule train_tf_sampled:
         "../../envs/tensorflow.yaml"
     script:
         "../scripts/train_tf.py"
+
+
+# --- sweeps: results/runs/{dataset}/{system}/{variant}/ (slide.sweep) -----------------------------------
+
+if SWEEP_VARIANTS.get("slide"):
+
+    use rule train_slide as train_slide_sweep with:
+        output:
+            final=f"results/runs/{DATASET}/slide/{{variant}}/final.json",
+            metrics=f"results/runs/{DATASET}/slide/{{variant}}/metrics.csv",
+        log:
+            f"results/logs/train_slide/{DATASET}/{{variant}}.log",
+        benchmark:
+            f"results/benchmarks/train_slide/{DATASET}/{{variant}}.tsv"
+        wildcard_constraints:
+            variant=variant_constraint("slide"),
+        params:
+            model=config["model"],
+            train=lambda wildcards: variant_config(wildcards)["train"],
+            slide=lambda wildcards: variant_config(wildcards)["slide"],
+            threads=variant_threads,
+
+
+if SWEEP_VARIANTS.get("tf_full"):
+
+    use rule train_tf_full as train_tf_full_sweep with:
+        output:
+            final=f"results/runs/{DATASET}/tf_full/{{variant}}/final.json",
+            metrics=f"results/runs/{DATASET}/tf_full/{{variant}}/metrics.csv",
+        log:
+            f"results/logs/train_tf_full/{DATASET}/{{variant}}.log",
+        benchmark:
+            f"results/benchmarks/train_tf_full/{DATASET}/{{variant}}.tsv"
+        wildcard_constraints:
+            variant=variant_constraint("tf_full"),
+        params:
+            loss="full",
+            model=config["model"],
+            train=lambda wildcards: variant_config(wildcards)["train"],
+            tf=config["tf"],
+            threads=variant_threads,
+
+
+if SWEEP_VARIANTS.get("tf_sampled"):
+
+    use rule train_tf_sampled as train_tf_sampled_sweep with:
+        output:
+            final=f"results/runs/{DATASET}/tf_sampled/{{variant}}/final.json",
+            metrics=f"results/runs/{DATASET}/tf_sampled/{{variant}}/metrics.csv",
+        log:
+            f"results/logs/train_tf_sampled/{DATASET}/{{variant}}.log",
+        benchmark:
+            f"results/benchmarks/train_tf_sampled/{DATASET}/{{variant}}.tsv"
+        wildcard_constraints:
+            variant=variant_constraint("tf_sampled"),
+        params:
+            loss="sampled",
+            model=config["model"],
+            train=lambda wildcards: variant_config(wildcards)["train"],
+            tf=config["tf"],
+            threads=variant_threads,

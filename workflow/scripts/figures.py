@@ -4,6 +4,7 @@ from pathlib import Path
 from slide.pipeline import logged
 
 with logged(snakemake):  # noqa: F821 (injected by Snakemake)
+    from slide.sweep import load_runs  # exactly the configured runs, grouped per curve
     from slide.report.make import make_figures
 
     cfg = snakemake.params.figures
@@ -11,4 +12,4 @@ with logged(snakemake):  # noqa: F821 (injected by Snakemake)
                  meta=snakemake.input.meta, check=snakemake.input.check,
                  time_paths=[snakemake.output.time_png, snakemake.output.time_pdf],
                  steps_paths=[snakemake.output.steps_png, snakemake.output.steps_pdf],
-                 band=cfg.get("band", "minmax"), dpi=cfg.get("dpi", 200))
+                 band=cfg.get("band", "minmax"), dpi=cfg.get("dpi", 200), runs=load_runs(snakemake.input.final))

@@ -10,14 +10,15 @@ from .runs import host_label, majority_p1, majority_pk, read_json_optional, runs
 
 
 def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time_paths=(),
-                 steps_paths=(), scaling_paths=(), band: str = "minmax", dpi: int = 200) -> list[str]:
+                 steps_paths=(), scaling_paths=(), band: str = "minmax", dpi: int = 200, runs=None) -> list[str]:
     """Write P@1-vs-time and P@1-vs-steps figures (and thread scaling when asked and possible).
 
     Returns the paths written. The thread-scaling figure is written only when several thread counts exist.
+    `runs` (e.g. slide.sweep.load_runs) replaces the runs found below `system_dirs`.
     """
     from .figures import figure_title, plot_p1_curves, plot_thread_scaling, save_figure, several_thread_counts
 
-    runs = runs_in(system_dirs)
+    runs = runs_in(system_dirs) if runs is None else runs
     if not any(r.metrics is not None for r in runs):
         raise ValueError(f"no metrics.csv in any of {', '.join(map(str, system_dirs))}")
     host, base = host_label(read_json_optional(check)), majority_p1(read_json_optional(meta))
@@ -35,23 +36,25 @@ def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time
 
 
 def make_summary(system_dirs: list, *, dataset: str, target_fraction: float, csv_path, md_path,
-                 html_path=None, meta=None, check=None, rule: str = "first"):
+                 html_path=None, meta=None, check=None, rule: str = "first", runs=None):
     from .summary import summarize, write_summary
 
     # every configured system keeps its row, in config order, even when its directory is missing
-    systems = [Path(d).name for d in system_dirs]
-    df = summarize(runs_in(system_dirs), systems, target_fraction, majority_pk(read_json_optional(meta)), rule=rule)
+    # given `runs` (slide.sweep.load_runs), their systems (curve keys) in first-seen order
+    systems = [Path(d).name for d in system_dirs] if runs is None else list(dict.fromkeys(r.system for r in runs))
+    runs = runs_in(system_dirs) if runs is None else runs
+    df = summarize(runs, systems, target_fraction, majority_pk(read_json_optional(meta)), rule=rule)
     write_summary(df, csv_path, md_path, html_path, dataset=dataset, host=host_label(read_json_optional(check)),
                   target_fraction=target_fraction, rule=rule)
     return df
 
 
 def make_provenance(config: dict, out_path, *, system_dirs: list, meta=None, data_files=(),
-                    check=None, build=None, root: str | os.PathLike = ".") -> dict:
+                    check=None, build=None, root: str | os.PathLike = ".", runs=None) -> dict:
     from .provenance import collect
 
     prov = collect(config, meta_path=meta, data_files=data_files, check_path=check, build_path=build,
-                   runs=runs_in(system_dirs), root=root)
+                   runs=runs_in(system_dirs) if runs is None else runs, root=root)
     write_json(out_path, prov)
     return prov
 
