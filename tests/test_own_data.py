@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from workflow_copy import snakemake, workflow_copy
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,17 +213,11 @@ def test_preset_is_valid_and_sized_to_its_labels(preset):
 # ---- slow: the real pipeline in a scratch copy of the workflow ---------------------------------------
 
 def _workdir(tmp_path: Path) -> Path:
-    wd = tmp_path / "wf"
-    wd.mkdir()
-    shutil.copy(ROOT / "Snakefile", wd / "Snakefile")
-    for d in ("workflow", "config", "native", "envs"):
-        shutil.copytree(ROOT / d, wd / d, ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
-    return wd
+    return workflow_copy(tmp_path / "wf")
 
 
 def _snakemake(wd: Path, *args, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=wd, capture_output=True, text=True,
-                          timeout=timeout)
+    return snakemake(wd, *args, timeout=timeout)
 
 
 @pytest.mark.slow

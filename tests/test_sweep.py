@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from workflow_copy import snakemake, workflow_copy
 import yaml
 
 from slide.sweep import Variant, group_key, is_active, load_runs, parse_variant, run_config, run_location, variants
@@ -79,8 +80,7 @@ def test_runs_are_grouped_per_system_and_hash_setting(tmp_path):
 
 
 def _snakemake(cwd, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    return snakemake(cwd, *args, timeout=timeout)
 
 
 def test_a_sweep_config_expands_into_separate_jobs_and_keeps_lint_clean(tmp_path):
@@ -111,9 +111,7 @@ def test_a_bad_sweep_is_rejected_by_the_schema(tmp_path):
 @pytest.mark.slow
 def test_two_seeds_by_two_thread_counts_end_to_end_then_verify(tmp_path):
     """Tiny data, SLIDE only, a few steps per run, in a copy of the workflow (the repo's results/ untouched)."""
-    for name in ("Snakefile", "workflow", "config", "native", "envs"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    workflow_copy(tmp_path)
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(
         {"systems": ["slide"], "train": {"max_steps": 16}, "sweep": {"seeds": [0, 1], "threads": [1, 2]}}))
     r = _snakemake(tmp_path, "--cores", "2", "--configfile", "config/tiny.yaml", "sweep.yaml", timeout=600)

@@ -30,7 +30,7 @@ struct NetConfig {
   // Where padding starts: "batch" = one random start shared by the batch (what the original does in
   // practice: it reseeds rand() with time(NULL) per sample, so all samples within a second share it);
   // "sample" = an independent start per sample.
-  std::string padding = "batch";
+  std::string padding = "sample";
   std::int64_t rehash = 6400, rebuild = 128000;  // in samples
   std::string schedule = "fixed";                 // fixed | exponential
   double schedule_growth = 1.1;                   // exponential: each interval is this times the last
@@ -87,7 +87,7 @@ class Network {
   // Read-only views of the parameters (tests compare them against a numpy reference).
   void weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) const;
   void copy_weights(int layer, float* out) const;
-  const float* bias(int layer) const;
+  void copy_bias(int layer, float* out) const;  // in neuron-id order
   int num_layers() const { return static_cast<int>(cfg_.layers.size()); }
 
   struct Layer;

@@ -1,4 +1,5 @@
 import re
+import re
 from pathlib import Path
 
 from snakemake.utils import min_version, validate
@@ -65,7 +66,8 @@ def benchmark_files():
     for name in heavy:
         bench = defined[name].benchmark if name in defined else None
         if bench is not None:
-            files.append(str(bench).replace("{dataset}", DATASET))
+            # the pattern may carry the rule's wildcard constraint: {dataset,<regex>}
+            files.append(re.sub(r"\{dataset(,[^}]*)?\}", DATASET, str(bench)))
     for s in SYSTEMS:  # the training runs requested: a sweep's variants, or the default run
         variants = SWEEP_VARIANTS[s]
         base = f"results/benchmarks/train_{s}/{DATASET}"

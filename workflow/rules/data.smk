@@ -21,6 +21,8 @@ if DATASET_CFG["source"] == "synthetic":
             **_DS,
         log:
             "results/logs/synthesize/{dataset}.log",
+        benchmark:
+            "results/benchmarks/synthesize/{dataset}.tsv"
         params:
             synthetic=DATASET_CFG.get("synthetic") or {},
         conda:
@@ -40,6 +42,8 @@ if DATASET_CFG["source"] == "download":
             **_DS,
         log:
             "results/logs/download/{dataset}.log",
+        benchmark:
+            "results/benchmarks/download/{dataset}.tsv"
         params:
             download=DATASET_CFG.get("download") or {},
             cache=lambda wildcards: f"resources/download/{wildcards.dataset}",
@@ -70,6 +74,8 @@ rule prepare:
         **_DS,
     log:
         "results/logs/prepare/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.tsv"
     params:
         n_features=DATASET_CFG.get("n_features"),
         n_labels=DATASET_CFG.get("n_labels"),
@@ -94,6 +100,8 @@ rule shuffle:
         **_DS,
     log:
         "results/logs/shuffle/{dataset}.log",
+    benchmark:
+        "results/benchmarks/shuffle/{dataset}.tsv"
     params:
         seed=DATASET_CFG.get("shuffle_seed", 0),
     conda:

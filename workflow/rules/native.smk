@@ -7,6 +7,8 @@ rule build_native:
         "results/build/build.json",
     log:
         "results/logs/build_native/build.log",
+    benchmark:
+        "results/benchmarks/build_native/build.tsv"
     threads: workflow.cores
     conda:
         "../../envs/slide.yaml"

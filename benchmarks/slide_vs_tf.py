@@ -1,0 +1,103 @@
+"""Time-to-accuracy of SLIDE vs TensorFlow full softmax on a prepared dataset, side by side in one run.
+
+    python benchmarks/slide_vs_tf.py results/data/synthetic200k --tf-epochs 2 --slide-epochs 4 --threads 2
+
+Both systems train under the shared protocol (same batches, same evaluation subset, train_seconds without
+evaluation). Reports seconds per batch, TF full softmax's final P@1 on the evaluation subset, and when
+SLIDE first reaches it (interpolated between evaluations), plus the ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from slide.data.csr import load_split
+from slide.training.protocol import TrainConfig, run_training
+
+
+def first_reach(rows: list[dict], target: float) -> float | None:
+    """train_seconds at which p_at_1 first reaches target, linearly interpolated; None if never."""
+    prev = None
+    for r in rows:
+        t, p = float(r["train_seconds"]), float(r["p_at_1"])
+        if p >= target:
+            if prev is None or prev[1] >= target:
+                return t
+            (t0, p0) = prev
+            return t0 + (target - p0) / (p - p0) * (t - t0)
+        prev = (t, p)
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", help="prepared dataset directory (train.npz, test.npz)")
+    ap.add_argument("--tf-epochs", type=int, default=2)
+    ap.add_argument("--slide-epochs", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--init-std", type=float, default=0.05)
+    ap.add_argument("--eval-every", type=int, default=200)
+    ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--out", default=None, help="keep runs here (default: a temp dir)")
+    ap.add_argument("--slide-option", action="append", default=[], help="key=json for the slide section")
+    ap.add_argument("--reuse-tf", default=None, help="an earlier --out directory whose tf_full run to reuse")
+    a = ap.parse_args()
+
+    train, test = load_split(Path(a.data) / "train.npz"), load_split(Path(a.data) / "test.npz")
+    out = Path(a.out or tempfile.mkdtemp(prefix="slide_vs_tf."))
+    model = {"hidden": [128], "init_std": a.init_std}
+    base = dict(batch_size=128, eval_every=a.eval_every, eval_samples=a.eval_samples, seed=0)
+    results = {}
+
+    import yaml
+
+    slide_cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())["slide"]
+    slide_cfg.update({k: json.loads(v) for k, v in (s.split("=", 1) for s in a.slide_option)})
+    from slide.network import Network
+    from slide.training.slide_model import SlideModel
+
+    net = Network.from_config({"model": model, "train": {"lr": a.lr, "seed": 0}, "slide": slide_cfg},
+                              train.n_features, train.n_labels, threads=a.threads)
+    results["slide"] = run_training(SlideModel(net), "slide", train, test,
+                                    TrainConfig(epochs=a.slide_epochs, **base), out / "slide")
+
+    if a.reuse_tf:  # the same TF run compared against several SLIDE settings
+        import shutil
+
+        shutil.copytree(Path(a.reuse_tf) / "tf_full", out / "tf_full", dirs_exist_ok=True)
+        results["tf_full"] = json.loads((out / "tf_full" / "final.json").read_text())
+    else:
+        from slide.baselines.tf_models import TFBaseline
+
+        tfm = TFBaseline(train.n_features, train.n_labels, hidden=model["hidden"], loss="full", lr=a.lr,
+                         threads=a.threads, init_std=a.init_std)
+        results["tf_full"] = run_training(tfm, "tf_full", train, test, TrainConfig(epochs=a.tf_epochs, **base),
+                                          out / "tf_full")
+
+    rows = {s: list(csv.DictReader(open(out / s / "metrics.csv"))) for s in results}
+    target = float(rows["tf_full"][-1]["p_at_1"])
+    t_tf = first_reach(rows["tf_full"], target)
+    t_slide = first_reach(rows["slide"], target)
+    spb = {s: results[s]["seconds_per_batch"] for s in results}
+    print(f"\ndataset {a.data}: {train.n} train, {train.n_features} features, {train.n_labels} labels; "
+          f"{a.threads} threads; runs in {out}")
+    print("| system | epochs | s/batch | final P@1 (full test) | last eval P@1 | peak RSS GB |")
+    print("|---|---|---|---|---|---|")
+    for s, r in results.items():
+        print(f"| {s} | {r['epochs']:.0f} | {r['seconds_per_batch']:.4f} | {r['p_at_1']:.3f} | "
+              f"{float(rows[s][-1]['p_at_1']):.3f} | {r['peak_rss_bytes'] / 1e9:.2f} |")
+    print(f"\nper-batch speedup SLIDE vs TF full: {spb['tf_full'] / spb['slide']:.1f}x")
+    print(f"target = TF full's last evaluation P@1 = {target:.3f}: TF full reached it at {t_tf:.1f} s of training; "
+          + (f"SLIDE at {t_slide:.1f} s -> {t_tf / t_slide:.1f}x sooner" if t_slide else "SLIDE did not reach it"))
+    (out / "summary.json").write_text(json.dumps({"target": target, "tf_seconds": t_tf, "slide_seconds": t_slide,
+                                                  "seconds_per_batch": spb}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
