@@ -361,7 +361,9 @@ PYBIND11_MODULE(_native, m) {
              }, py::arg("layer"), "Copy of a layer's weights (layer 0: n_features x size; others: size x in_dim).")
         .def("bias", [](const Network& net, int layer) {
                if (layer < 0 || layer >= net.num_layers()) throw std::invalid_argument("no such layer");
-               return py::array_t<float>(net.config().layers[layer].size, net.bias(layer));
+               py::array_t<float> out(net.config().layers[layer].size);
+               net.copy_bias(layer, out.mutable_data());
+               return out;
              }, py::arg("layer"))
         .def_property_readonly("isa", &Network::isa)
         .def_property_readonly("threads", &Network::threads)

@@ -39,7 +39,12 @@ struct Network::Layer {
   float* v(std::int64_t r) { return P.data() + r * ld + 2 * cols(); }
   HashFamily hash;
   HashTables tables;
-  std::vector<std::int32_t> rand_perm;  // padding order for sparse layers (the original's _randNode)
+  // Sparse layers store neuron id perm[r] in row r, a fixed random permutation (the original's _randNode).
+  // Padding walks the permutation from a random start, as the original does; with this layout the walk
+  // reads consecutive rows, so the padded neurons stream from memory instead of costing a cache miss each.
+  std::vector<std::int32_t> perm, inv;  // row -> neuron id, neuron id -> row (empty: identity)
+  std::int32_t row_of(std::int32_t id) const { return inv.empty() ? id : inv[id]; }
+  std::int32_t id_of(std::int32_t row) const { return perm.empty() ? row : perm[row]; }
   std::vector<std::int32_t> order;      // rehash scratch: insertion order
   std::vector<std::uint32_t> codes;     // rehash scratch: bucket codes, table-major
   std::int64_t rows() const { return input ? in_dim : size; }
@@ -140,10 +145,12 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
       L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.in_dim, s.range_pow, cfg.dwta_compat_shift,
                           mix(cfg.seed, 0x3000 + l, 0));
       L.tables = HashTables(s.L, s.range_pow, cfg.bucket_size, repl, pages_);
-      L.rand_perm.resize(s.size);
-      std::iota(L.rand_perm.begin(), L.rand_perm.end(), 0);
+      L.perm.resize(s.size);
+      std::iota(L.perm.begin(), L.perm.end(), 0);
       Rng prng(mix(cfg.seed, 0x4000 + l));
-      for (int i = s.size - 1; i > 0; --i) std::swap(L.rand_perm[i], L.rand_perm[prng.below(i + 1)]);
+      for (int i = s.size - 1; i > 0; --i) std::swap(L.perm[i], L.perm[prng.below(i + 1)]);
+      L.inv.resize(s.size);
+      for (int r = 0; r < s.size; ++r) L.inv[L.perm[r]] = r;
     }
     in_dim = s.size;
   }
@@ -160,7 +167,10 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
 Network::~Network() = default;
 
 std::int64_t Network::n_labels() const { return layers_.back().size; }
-const float* Network::bias(int layer) const { return layers_.at(layer).b.data(); }
+void Network::copy_bias(int layer, float* out) const {
+  const Layer& L = layers_.at(layer);
+  for (int id = 0; id < L.size; ++id) out[id] = L.b[L.row_of(id)];
+}
 
 void Network::weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) const {
   const Layer& L = layers_.at(layer);
@@ -170,7 +180,8 @@ void Network::weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) co
 
 void Network::copy_weights(int layer, float* out) const {
   const Layer& L = layers_.at(layer);
-  for (std::int64_t r = 0; r < L.rows(); ++r) std::memcpy(out + r * L.cols(), L.w(r), sizeof(float) * L.cols());
+  for (std::int64_t i = 0; i < L.rows(); ++i)  // in neuron-id order
+    std::memcpy(out + i * L.cols(), L.w(L.input ? i : L.row_of(static_cast<std::int32_t>(i))), sizeof(float) * L.cols());
 }
 
 void Network::table_stats(std::int64_t* nonempty, std::int64_t* stored) const {
@@ -246,7 +257,8 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
       active.push_back(id);
     }
   };
-  for (int i = 0; i < n_labels; ++i) add(labels[i]);  // the true labels are always active
+  // Everything here is in rows (see Layer::perm). The true labels are always active.
+  for (int i = 0; i < n_labels; ++i) add(o.row_of(labels[i]));
   const int L = o.hash.L();
   t.hscratch.resize(o.hash.scratch_size());
   t.codes.resize(L);
@@ -262,7 +274,7 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
     Rng rng(rng_seed);
     std::int64_t p = static_cast<std::int64_t>(rng.below(o.size));
     for (std::int64_t walked = 0; static_cast<std::int64_t>(active.size()) < want && walked < o.size; ++walked) {
-      add(o.rand_perm[p]);
+      add(static_cast<std::int32_t>(p));
       if (++p == o.size) p = 0;
     }
   }
@@ -285,7 +297,9 @@ std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, co
   hidden_forward(x, row, hp.data());
   std::vector<std::int32_t> active;
   // single-threaded call: thread slot 0
-  select_active(layers_.back(), hp[nh - 1], labels, n_labels, mix(cfg_.seed, 0x5000, salt), active, *ws_, pad);
+  const Layer& o = layers_.back();
+  select_active(o, hp[nh - 1], labels, n_labels, mix(cfg_.seed, 0x5000, salt), active, *ws_, pad);
+  for (auto& r : active) r = o.id_of(r);
   return active;
 }
 
@@ -362,7 +376,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
         const float share = 1.f / static_cast<float>(nl);
         for (int i = 0; i < nl; ++i) {
           // the label's slot: a dense layer's slot is the id; a sparse layer added the (deduplicated) labels first
-          const std::int32_t lbl = lab[i];
+          const std::int32_t lbl = o.row_of(lab[i]);
           int j = lbl;
           if (o.sparse)
             for (j = 0; j < m && act[j] != lbl; ++j) {
@@ -687,7 +701,7 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
         for (std::int64_t s = 0; s < n; ++s)
           for (int c = 0; c < w; ++c)
             insert(sc.data() + s * k, id.data() + s * k, out[s * kTile + c] + o.b[j0 + c],
-                   static_cast<std::int32_t>(j0 + c));
+                   o.id_of(static_cast<std::int32_t>(j0 + c)));
       }
     }
     for (int t = 0; t < threads_; ++t)
@@ -708,7 +722,8 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
       select_active(o, h, nullptr, 0, mix(cfg_.seed, 0x9000, static_cast<std::uint64_t>(s)), act, *ws_);
       z.resize(act.size());
       k_->gather_dot(o.P.data(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
-      for (std::size_t i = 0; i < act.size(); ++i) insert(out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], act[i]);
+      for (std::size_t i = 0; i < act.size(); ++i)
+        insert(out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
     }
   }
   for (std::int64_t i = 0; i < n * k; ++i)
