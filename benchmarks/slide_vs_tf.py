@@ -14,7 +14,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from slide.data.csr import load_split
 from slide.training.protocol import TrainConfig, run_training

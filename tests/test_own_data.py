@@ -9,7 +9,6 @@ resources/raw/sample/sample.yaml; then `snakemake --cores 2 --configfile resourc
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -2,7 +2,6 @@
 to end with the HTML report, in a scratch copy of the workflow."""
 import csv
 import json
-from pathlib import Path
 
 import pytest
 

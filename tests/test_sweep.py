@@ -2,8 +2,6 @@
 (slow) a 2 seeds x 2 thread counts sweep on tiny data end to end, then `verify` on its results."""
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -534,39 +534,34 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<float> g(cols);
+    // gradient of row r from its slot's (sample, coefficient) entries (none: zero gradient), then Adam
+    auto update = [&](std::int64_t r, std::int64_t slot) {
+      std::fill(g.begin(), g.end(), 0.f);
+      float gb = 0;
+      if (slot >= 0) {
+        const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
+        k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
+                        g.data());
+        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
+      }
+      k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
+      if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
+    };
     if (!cfg_.dense_adam) {
 #pragma omp for schedule(dynamic, 64)
       for (std::int64_t i = 0; i < ntouched; ++i) {
-        const std::int64_t r = ws.touched[i];
         if (i + 2 < ntouched) {
           const char* nxt = reinterpret_cast<const char*>(L.w(ws.touched[i + 2]));
           for (std::int64_t o = 0; o < L.ld * 4; o += 64) __builtin_prefetch(nxt + o, 1);
         }
-        std::fill(g.begin(), g.end(), 0.f);
-        float gb = 0;
-        const std::int64_t e0 = ws.tstart[i], ne = ws.tstart[i + 1] - e0;
-        k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
-                        g.data());
-        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
-        k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
-        if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
+        update(ws.touched[i], i);
       }
     } else {
       // the original: every weight gets an Adam step each batch, zero gradient where untouched
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < nrows; ++r) {
-        std::fill(g.begin(), g.end(), 0.f);
-        float gb = 0;
-        // a row is touched iff touched[tcount[r]] == r
-        const std::int32_t sl = ws.tcount[r];
-        if (sl >= 0 && sl < ntouched && ws.touched[sl] == r) {
-          const std::int64_t e0 = ws.tstart[sl], ne = ws.tstart[sl + 1] - e0;
-          k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
-                          g.data());
-          for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
-        }
-        k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
-        if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
+        const std::int32_t sl = ws.tcount[r];  // a row is touched iff touched[tcount[r]] == r
+        update(r, sl >= 0 && sl < ntouched && ws.touched[sl] == r ? sl : -1);
       }
     }
   }

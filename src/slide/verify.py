@@ -13,13 +13,13 @@ records the changed file (`snakemake -n` shows that as "updated input files").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .report.provenance import sha256_file
+from .atomic import read_json
+from .atomic import sha256_file
 
 
 class VerificationError(RuntimeError):
@@ -86,12 +86,7 @@ def verify(manifest_path: str | os.PathLike = "results/provenance.json", root: s
         raise ValueError(f"{manifest_path}: no provenance manifest (run the workflow first: it writes "
                          "results/provenance.json)")
     mp = manifest_path if manifest_path.is_file() else root / manifest_path
-    try:
-        manifest = json.loads(mp.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{mp}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{mp}: expected a JSON object")
+    manifest = read_json(mp)
     checks = manifest_checks(manifest, str(mp))
     problems, ok = [], []
     for c in checks:

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,6 @@ class DownloadError(RuntimeError):
 
 class _Transient(Exception):
     """A failure worth retrying."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, *, strict: bool = False,

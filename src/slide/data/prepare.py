@@ -16,7 +16,7 @@ import numpy as np
 
 from ..atomic import write_json
 from .csr import Split, load_split, save_split
-from .download import sha256_file
+from ..atomic import sha256_file
 from .xmlrepo import parse_file
 
 log = logging.getLogger(__name__)

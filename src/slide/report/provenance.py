@@ -5,7 +5,6 @@ Versions come from importlib.metadata, never by importing the packages (TensorFl
 from __future__ import annotations
 
 import datetime
-import hashlib
 import importlib.metadata as md
 import os
 import platform
@@ -14,19 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..atomic import sha256_file
 from .html import page
 from .runs import Run, host_label, host_summary, read_json_optional
 
 PACKAGES = ["slide-repro", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "snakemake", "psutil", "tqdm",
             "pybind11", "pyyaml", "pygments", "tensorflow-cpu", "tensorflow", "keras"]
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_versions(names: list[str] = PACKAGES) -> dict[str, str | None]:

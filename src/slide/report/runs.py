@@ -6,7 +6,6 @@ apart. Side files written by other stages are read defensively: their key names 
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..atomic import read_json
 from ..training.protocol import METRICS_COLUMNS
 
 SYSTEM_LABELS = {"slide": "SLIDE", "tf_full": "TF full softmax", "tf_sampled": "TF sampled softmax"}
@@ -64,16 +64,6 @@ class Group:
         return [r for r in self.runs if r.ok]
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """Parse a JSON object; a bad file raises one line naming file, line and problem."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def read_json_optional(path: str | os.PathLike | None) -> dict | None:
