@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from pathlib import Path
 def logged(snakemake):
     """Send stdout, stderr and `logging` of a script to the rule's log file (its first `log:` entry).
 
-    Progress bars (tqdm, stderr) land there too; `tail -f` the log to follow a long rule.
+    Progress bars (tqdm, stderr) land there too; `tail -f` the log to follow a long rule. File descriptors
+    1 and 2 are redirected as well, so native libraries (TensorFlow's C++ logging, OpenMP) write there too.
+    On an error the terminal gets one line; the traceback stays in the log.
     """
     logs = list(getattr(snakemake, "log", []) or [])
     if not logs:
@@ -19,15 +22,25 @@ def logged(snakemake):
         return
     path = Path(logs[0])
     path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
     with open(path, "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
         logging.basicConfig(stream=f, level=logging.INFO, force=True,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             yield
         except Exception as e:
-            # one clear line in the log and on the terminal; the traceback stays in the log
             import traceback
 
             traceback.print_exc(file=f)
-            print(f"error: {e}", file=sys.__stderr__)
-            raise
+            os.write(saved[1], f"error: {e} (details: {path})\n".encode())
+            raise SystemExit(1) from None
+        finally:
+            f.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
