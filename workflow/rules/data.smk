@@ -104,6 +104,9 @@ rule shuffle:
         "results/benchmarks/shuffle/{dataset}.tsv"
     params:
         seed=DATASET_CFG.get("shuffle_seed", 0),
+        # prepare's settings again: a config change then reruns the data stage even when a failed prepare
+        # left no intermediate files behind (Snakemake compares params only of jobs whose outputs exist)
+        prepare={k: DATASET_CFG.get(k) for k in ("source", "n_features", "n_labels", "local", "download", "synthetic")},
     conda:
         "../../envs/slide.yaml"
     script:
