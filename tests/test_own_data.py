@@ -276,12 +276,12 @@ def test_every_preset_plans_once_its_files_are_in_place(tmp_path):
         files = [local[k] for k in ("data", "train_split", "test_split", "train", "test") if k in local]
         r = _snakemake(wd, "-n", "--configfile", f"config/{preset}.yaml", timeout=120)
         # before the files are there: Snakemake names them, and our hint says where they come from
-        assert r.returncode != 0 and files[0] in r.stderr and "docs/own-data.md" in r.stderr, r.stderr[-2000:]
+        assert r.returncode != 0 and files[0] in r.stderr and "Your own data" in r.stderr, r.stderr[-2000:]
         for f in files:
             (wd / f).parent.mkdir(parents=True, exist_ok=True)
             (wd / f).touch()
         r = _snakemake(wd, "-n", "--configfile", f"config/{preset}.yaml", timeout=120)
-        assert r.returncode == 0 and "docs/own-data.md" not in r.stderr, (preset, r.stderr[-3000:])
+        assert r.returncode == 0 and "Your own data" not in r.stderr, (preset, r.stderr[-3000:])
         for rule in ("prepare", "shuffle", "train_slide", "train_tf_full", "train_tf_sampled", "figures"):
             assert f"rule {rule}:" in r.stdout, (preset, rule, r.stdout[-2000:])
 

@@ -58,7 +58,7 @@ if DATASET_CFG["source"] == "local":
     _missing = [p for p in raw_sources(DATASET_CFG, DATASET).values() if not Path(p).is_file()]
     if _missing:
         print(f"dataset '{DATASET}': dataset.local names missing file(s): {', '.join(_missing)} -- put the "
-              "dataset's files there (see the comment at the top of its config/*.yaml and docs/own-data.md)",
+              "dataset's files there (see the comment at the top of its config/*.yaml and README.md, \"Your own data\")",
               file=sys.stderr)
 
 
