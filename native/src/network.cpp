@@ -28,15 +28,17 @@ constexpr std::uint32_t kFormat = 2;  // 2: hash tables stored
 struct Network::Layer {
   int in_dim = 0, size = 0;
   bool input = false, sparse = false;
-  // Parameters interleaved per row, [w | Adam m | Adam v], so that an Adam step streams one contiguous
-  // 3*cols block per touched row (prefetch-friendly) instead of three scattered ones.
+  // Parameters in one allocation, as three row-major blocks: weights, Adam m, Adam v (row stride ld).
   HugeArray<float> P;
-  std::int64_t ld = 0;  // row stride of P = 3 * cols
+  std::int64_t ld = 0;  // row stride = cols
   std::vector<float> b, mb, vb;
   float* w(std::int64_t r) { return P.data() + r * ld; }
   const float* w(std::int64_t r) const { return P.data() + r * ld; }
-  float* m(std::int64_t r) { return P.data() + r * ld + cols(); }
-  float* v(std::int64_t r) { return P.data() + r * ld + 2 * cols(); }
+  float* m(std::int64_t r) { return P.data() + (rows() + r) * ld; }
+  float* v(std::int64_t r) { return P.data() + (2 * rows() + r) * ld; }
+  // part 0, 1, 2: weights, Adam m, Adam v of row r
+  const float* param(int part, std::int64_t r) const { return P.data() + (part * rows() + r) * ld; }
+  float* param(int part, std::int64_t r) { return P.data() + (part * rows() + r) * ld; }
   HashFamily hash;
   HashTables tables;
   // Sparse layers store neuron id perm[r] in row r, a fixed random permutation (the original's _randNode).
@@ -118,8 +120,8 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     L.size = s.size;
     L.input = l == 0;
     L.sparse = s.sparsity < 1;
-    L.ld = 3 * static_cast<std::int64_t>(L.cols());
-    L.P.allocate(static_cast<std::size_t>(L.rows()) * L.ld, pages_);
+    L.ld = L.cols();
+    L.P.allocate(3 * static_cast<std::size_t>(L.rows()) * L.ld, pages_);
     L.b.assign(s.size, 0.f);
     L.mb.assign(s.size, 0.f);
     L.vb.assign(s.size, 0.f);
@@ -551,8 +553,9 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
 #pragma omp for schedule(dynamic, 64)
       for (std::int64_t i = 0; i < ntouched; ++i) {
         if (i + 2 < ntouched) {
-          const char* nxt = reinterpret_cast<const char*>(L.w(ws.touched[i + 2]));
-          for (std::int64_t o = 0; o < L.ld * 4; o += 64) __builtin_prefetch(nxt + o, 1);
+          const std::int64_t nr = ws.touched[i + 2];
+          for (const float* p : {L.w(nr), L.m(nr), L.v(nr)})
+            for (std::int64_t o = 0; o < L.ld * 4; o += 64) __builtin_prefetch(reinterpret_cast<const char*>(p) + o, 1);
         }
         update(ws.touched[i], i);
       }
@@ -788,7 +791,7 @@ void Network::save(const std::string& path, const std::string& meta) const {
       for (int part = 0; part < 3; ++part) {
         put(f, static_cast<std::uint64_t>(L.rows()) * L.cols());
         for (std::int64_t r = 0; r < L.rows(); ++r)
-          f.write(reinterpret_cast<const char*>(L.w(r) + part * L.cols()),
+          f.write(reinterpret_cast<const char*>(L.param(part, r)),
                   static_cast<std::streamsize>(sizeof(float) * L.cols()));
       }
       put_array(f, L.b.data(), L.b.size());
@@ -836,7 +839,7 @@ std::string Network::load(const std::string& path) {
         throw std::runtime_error(path + ": " + what[part] + " have " + std::to_string(m) +
                                  " values, this network expects " + std::to_string(n) + " (different configuration)");
       for (std::int64_t r = 0; r < L.rows(); ++r)
-        if (!f.read(reinterpret_cast<char*>(L.w(r) + part * L.cols()),
+        if (!f.read(reinterpret_cast<char*>(L.param(part, r)),
                     static_cast<std::streamsize>(sizeof(float) * L.cols())))
           throw std::runtime_error(path + ": truncated model file");
     }
