@@ -54,6 +54,8 @@ def read_json(path: str | os.PathLike) -> dict:
     path = Path(path)
     try:
         obj = json.loads(path.read_text())
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror})") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     if not isinstance(obj, dict):

@@ -1,13 +1,9 @@
 """Train a TF baseline on prepared splits under the shared protocol (used by workflow/scripts/train_tf.py)."""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from pathlib import Path
 
-from ..data.csr import Split, load_split
-from ..training.protocol import TrainConfig, run_training
+from ..training.protocol import TrainConfig, load_prepared, run_fingerprint, run_training
 
 SYSTEMS = {"full": "tf_full", "sampled": "tf_sampled"}
 
@@ -25,29 +21,14 @@ def build_model(loss: str, n_features: int, n_labels: int, model_cfg: dict, trai
                       cpu_only=tf_cfg.get("device", "auto") == "cpu", init_std=model_cfg.get("init_std"))
 
 
-def load_data(train_path, test_path, meta_path) -> tuple[Split, Split, dict]:
-    train, test = load_split(train_path), load_split(test_path)
-    try:
-        meta = json.loads(Path(meta_path).read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{meta_path}: unreadable meta.json ({e})") from None
-    if (train.n_features, train.n_labels) != (test.n_features, test.n_labels):
-        raise ValueError(f"{test_path}: {test.n_features} features / {test.n_labels} labels, but {train_path} has "
-                         f"{train.n_features} / {train.n_labels}")
-    return train, test, meta
-
-
 def train_tf(loss: str, train_path, test_path, meta_path, out_dir, model_cfg: dict, train_cfg: dict, tf_cfg: dict,
              threads: int | None = None, progress: bool = True) -> dict:
     """Train `loss` ('full' | 'sampled') and write metrics.csv, final.json, model/ in out_dir."""
     if loss not in SYSTEMS:
         raise ValueError(f"loss must be one of {sorted(SYSTEMS)}, got {loss!r}")
-    train, test, meta = load_data(train_path, test_path, meta_path)
+    train, test, meta = load_prepared(train_path, test_path, meta_path)
     model = build_model(loss, train.n_features, train.n_labels, model_cfg, train_cfg, tf_cfg, threads)
-    # everything that defines the run (not the thread count): a checkpoint of another run is not resumed
-    fingerprint = hashlib.sha256(json.dumps(
-        {"loss": loss, "model": model_cfg, "train": train_cfg, "tf": tf_cfg, "meta": meta,
-         "sizes": [train.n, test.n, train.n_features, train.n_labels]}, sort_keys=True, default=str).encode()
-    ).hexdigest()
+    fingerprint = run_fingerprint(loss, {"model": model_cfg, "train": train_cfg, "tf": tf_cfg}, meta,
+                                  [train.n, test.n, train.n_features, train.n_labels])
     return run_training(model, SYSTEMS[loss], train, test, TrainConfig.from_config(train_cfg),
                         os.fspath(out_dir), progress=progress, fingerprint=fingerprint)

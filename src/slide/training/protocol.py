@@ -6,6 +6,7 @@ loop, the clocks, evaluation, checkpoints and the output files (metrics.csv, fin
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import resource
@@ -18,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..atomic import atomic_path, write_json
-from ..data.csr import Split
+from ..atomic import atomic_path, read_json, write_json
+from ..data.csr import Split, load_split
 
 METRICS_COLUMNS = ["system", "step", "epoch", "train_seconds", "wall_seconds",
                    "p_at_1", "p_at_3", "p_at_5", "eval_samples", "loss"]
@@ -50,6 +51,21 @@ class TrainConfig:
     def from_config(cls, cfg: dict) -> "TrainConfig":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in cfg.items() if k in known})
+
+
+def load_prepared(train_path, test_path, meta_path) -> tuple[Split, Split, dict]:
+    """The prepared dataset every trainer reads: both splits (same dimensions) and meta.json."""
+    train, test = load_split(train_path), load_split(test_path)
+    meta = read_json(meta_path)
+    if (train.n_features, train.n_labels) != (test.n_features, test.n_labels):
+        raise ValueError(f"{test_path}: {test.n_features} features / {test.n_labels} labels, but {train_path} has "
+                         f"{train.n_features} / {train.n_labels}")
+    return train, test, meta
+
+
+def run_fingerprint(*parts) -> str:
+    """Digest of everything that defines a run (not the thread count): a checkpoint of another run is not resumed."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def eval_subset(n_test: int, size: int, seed: int) -> np.ndarray:
@@ -93,7 +109,7 @@ class _State:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
     fingerprint: str = ""
-    pending_losses: list = None  # training losses since the last evaluation (for the next row's mean)
+    pending_losses: list | None = None  # training losses since the last evaluation (for the next row's mean)
 
 
 def run_training(model: Model, system: str, train: Split, test: Split, cfg: TrainConfig,

@@ -1,14 +1,13 @@
 """SLIDE under the shared protocol: the `Model` adapter around slide.Network and the train_slide entry point."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..data.csr import Split, load_split
-from .protocol import TrainConfig, run_training
+from ..atomic import read_json
+from ..data.csr import Split
+from .protocol import TrainConfig, load_prepared, run_fingerprint, run_training
 
 
 class SlideModel:
@@ -50,25 +49,15 @@ def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads
         use_build(build_dir)
     from ..network import Network
 
-    train, test = load_split(train_path), load_split(test_path)
-    if test.n_features != train.n_features or test.n_labels != train.n_labels:
-        raise ValueError(f"{test_path}: dimensions {test.n_features}x{test.n_labels} differ from "
-                         f"{train_path}: {train.n_features}x{train.n_labels}")
+    train, test, meta = load_prepared(train_path, test_path, meta_path)
     net = Network.from_config(config, train.n_features, train.n_labels, threads=threads)
     cfg = TrainConfig.from_config(config["train"])
     print(f"SLIDE: {train.n} train / {test.n} test samples, {train.n_features} features, {train.n_labels} labels, "
           f"hidden {config['model']['hidden']}, {net.info()['isa']} kernels, {threads} threads")
-    fingerprint = _fingerprint(config, meta_path, build_dir)
+    build = Path(build_dir) / "build.json" if build_dir is not None else None
+    fingerprint = run_fingerprint("slide", config, meta, read_json(build) if build and build.exists() else None)
     return run_training(SlideModel(net), "slide", train, test, cfg, out_dir, progress=progress,
                         fingerprint=fingerprint)
-
-
-def _fingerprint(config: dict, meta_path, build_dir) -> str:
-    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    h.update(Path(meta_path).read_bytes())
-    if build_dir is not None and (Path(build_dir) / "build.json").exists():
-        h.update((Path(build_dir) / "build.json").read_bytes())
-    return h.hexdigest()
 
 
 def _version() -> str:
