@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <iterator>
 #include <type_traits>
 
 #include "network.hpp"
@@ -67,15 +68,16 @@ T get_or(const py::dict& c, const char* key, T dflt) {
   }
 }
 
+// The keys of Network's config dict (slide.Network reads them from here: one list for both languages).
+const char* const kNetworkOptions[] = {
+    "n_features", "layers", "bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild",
+    "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "lr", "beta1", "beta2", "eps", "init_std",
+    "init_bias_std", "init_truncated", "seed", "threads", "hugepages", "isa"};
+
 slide::NetConfig net_config(const py::dict& c) {
-  static const char* known[] = {"n_features", "layers", "bucket_size", "replacement", "min_active", "pad_below",
-                                "padding", "rehash", "rebuild", "schedule", "schedule_growth", "dense_adam",
-                                "dwta_compat_shift", "lr", "beta1", "beta2", "eps", "init_std", "init_bias_std",
-                                "init_truncated", "seed", "threads",
-                                "hugepages", "isa"};
   for (auto item : c) {
     const std::string k = py::str(item.first);
-    if (std::find(std::begin(known), std::end(known), k) == std::end(known))
+    if (std::find(std::begin(kNetworkOptions), std::end(kNetworkOptions), k) == std::end(kNetworkOptions))
       throw std::invalid_argument("unknown network option '" + k + "'");
   }
   slide::NetConfig n;
@@ -202,6 +204,9 @@ PYBIND11_MODULE(_native, m) {
   // ---- SLIDE network ----------------------------------------------------------------------
   {
     using slide::Network;
+    py::tuple options(std::size(kNetworkOptions));
+    for (std::size_t i = 0; i < std::size(kNetworkOptions); ++i) options[i] = py::str(kNetworkOptions[i]);
+    m.attr("NETWORK_OPTIONS") = options;
     m.def("best_isa", &slide::best_isa, "Best kernel level this CPU runs: avx512, avx2 or scalar.");
     m.def("page_stats", [] {
       const slide::PageStats p = slide::page_stats();

@@ -23,10 +23,9 @@ DEFAULT_LAYERS = [
     {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0},
     {"hash": "dwta", "K": 6, "L": 50, "range_pow": 18, "sparsity": 0.005},
 ]
-# Options passed through to the core (see workflow/schemas/config.schema.yaml for their meaning).
-NATIVE_OPTIONS = ("bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild", "schedule",
-                  "schedule_growth", "dense_adam", "dwta_compat_shift", "beta1", "beta2", "eps", "init_std",
-                  "init_bias_std", "init_truncated", "hugepages", "isa")
+# Keys of the core's config that Network sets itself; the others are options (native().NETWORK_OPTIONS,
+# documented in workflow/schemas/config.schema.yaml).
+_SET_BY_NETWORK = {"n_features", "layers", "lr", "seed", "threads"}
 
 
 class Network:
@@ -39,7 +38,7 @@ class Network:
                              f"{len(hidden) + 1}, got {len(layers)}")
         if inference not in ("dense", "sparse"):
             raise ValueError(f"inference must be 'dense' or 'sparse', got {inference!r}")
-        unknown = set(options) - set(NATIVE_OPTIONS)
+        unknown = set(options) - (set(native().NETWORK_OPTIONS) - _SET_BY_NETWORK)
         if unknown:
             raise ValueError(f"unknown SLIDE option(s): {', '.join(sorted(unknown))}")
         sizes = [*map(int, hidden), int(n_labels)]
@@ -62,7 +61,7 @@ class Network:
             init = {"init_std": float(config["model"]["init_std"]), "init_bias_std": 0.0, "init_truncated": True}
         return cls(n_features, n_labels, hidden=config["model"]["hidden"], layers=layers,
                    lr=config["train"]["lr"], seed=config["train"].get("seed", 0), threads=threads,
-                   inference=inference, **{k: v for k, v in s.items() if k in NATIVE_OPTIONS}, **init)
+                   inference=inference, **s, **init)
 
     # ---- training and inference -----------------------------------------------------------------
     def train_batch(self, x, labels=None) -> float:
@@ -95,15 +94,16 @@ class Network:
     def load(cls, path: str | os.PathLike, threads: int | None = None) -> "Network":
         meta = _read_meta(path)
         cfg = dict(meta["config"])
+        saved_threads = cfg.pop("threads", 0)
         layers = cfg.pop("layers")
         n_labels = layers[-1]["size"]
         hidden = [spec["size"] for spec in layers[:-1]]
         net = cls(cfg.pop("n_features"), n_labels, hidden=hidden,
                   layers=[{k: v for k, v in spec.items() if k != "size"} for spec in layers],
                   lr=cfg.pop("lr"), seed=cfg.pop("seed"),
-                  threads=threads if threads is not None else cfg.pop("threads", 0) or None,
+                  threads=threads if threads is not None else saved_threads or None,
                   inference=meta.get("inference", "dense"),
-                  **{k: v for k, v in cfg.items() if k in NATIVE_OPTIONS})
+                  **cfg)
         net.load_state(path)
         return net
 
