@@ -226,12 +226,14 @@ def test_unknown_options():
 
 @pytest.mark.parametrize("layers,match", [
     ([{"hash": "minhash", **SPARSE}, DENSE], r"hidden layers are not supported|hash must be"),
-    ([DENSE, {**SPARSE, "hash": "minhash"}], r"hash must be 'dwta' or 'srp', got 'minhash'"),
+    ([DENSE, {**SPARSE, "hash": "minhash"}], r"hash must be 'dwta', 'srp' or 'kmeans', got 'minhash'"),
     ([{**DENSE, "sparsity": 0.5}, DENSE], r"layer 0: LSH-sparse hidden layers are not supported"),
     ([DENSE, {**SPARSE, "sparsity": 0.0}], r"layer 1: sparsity must be in \(0, 1\]"),
     ([DENSE, {**SPARSE, "sparsity": 1.5}], r"layer 1: sparsity must be in \(0, 1\]"),
-    ([DENSE, {**SPARSE, "K": 0}], r"K >= 1"),
-    ([DENSE, {**SPARSE, "L": 0}], r"L >= 1"),
+    ([DENSE, {**SPARSE, "K": 0}], r"'K' must be >= 1 or 'auto'"),
+    ([DENSE, {**SPARSE, "L": 0}], r"'L' must be >= 1 or 'auto'"),
+        ([DENSE, {**SPARSE, "L": "many"}], r"'L' must be an integer or 'auto', got 'many'"),
+        ([DENSE, {**SPARSE, "hash": "kmeans", "K": 2, "L": 1}], r"kmeans.*needs K = 1, L = 1"),
     ([DENSE, {**SPARSE, "range_pow": 0}], r"range_pow"),
     ([DENSE, {**SPARSE, "range_pow": 31}], r"range_pow"),
     ([DENSE], r"need one LSH entry per layer"),

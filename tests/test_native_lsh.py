@@ -237,7 +237,7 @@ def test_hash_and_table_arguments_are_checked():
         N.HashFamily("dwta", 0, 1, 10, 3)
     with pytest.raises(ValueError, match="range_pow"):
         N.HashFamily("srp", 1, 1, 10, 31)
-    with pytest.raises(ValueError, match="'dwta' or 'srp'"):
+    with pytest.raises(ValueError, match="'dwta', 'srp' or 'kmeans'"):
         N.HashFamily("minhash", 1, 1, 10, 3)
     with pytest.raises(ValueError, match="'fifo' or 'reservoir'"):
         N.HashTables(1, 2, 4, "lru")
@@ -256,11 +256,15 @@ def test_hash_and_table_arguments_are_checked():
 N_LABELS = 400
 
 
+# The shipped code's selection: the union of the buckets, random padding below pad_below, raw weights hashed.
+ORIGINAL = {"select": "union", "mips": False, "random_share": 0.0}
+
+
 def active_net(pad_below: int, min_active: int, n_labels: int = N_LABELS, bucket_size: int = 4) -> Network:
     # the LSH setup depends only on the seed and the layer spec, so nets that differ in padding share tables
     return Network(30, n_labels, hidden=(10,),
                    layers=[{"sparsity": 1.0}, {"K": 2, "L": 3, "range_pow": 3, "sparsity": 0.05}],
-                   seed=21, threads=1, bucket_size=bucket_size, pad_below=pad_below, min_active=min_active)
+                   seed=21, threads=1, bucket_size=bucket_size, pad_below=pad_below, min_active=min_active, **ORIGINAL)
 
 
 def queries(n: int = 8) -> sp.csr_matrix:

@@ -26,6 +26,7 @@ N = native()
 from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE_NATIVE_DIR)
 
 DENSE = {"sparsity": 1.0}
+ORIGINAL = {"select": "union", "mips": False, "random_share": 0.0}  # the shipped code's active-set selection
 B1, B2 = 0.9, 0.999
 
 
@@ -527,7 +528,7 @@ def train_steps_for(net: Network, n_features: int, n_labels: int, steps: int = 3
 def test_sparse_predict_topk_scores_only_retrieved_neurons():
     # pad_below = 0: no padding, the candidates are exactly the union of the L buckets
     net = Network(50, 300, hidden=(12,), layers=[DENSE, {"K": 3, "L": 3, "range_pow": 6, "sparsity": 0.05}],
-                  lr=1e-2, seed=4, threads=1, init_std=0.2, bucket_size=4, min_active=0, pad_below=0)
+                  lr=1e-2, seed=4, threads=1, init_std=0.2, bucket_size=4, min_active=0, pad_below=0, **ORIGINAL)
     train_steps_for(net, 50, 300)
     x = random_csr(6, 50, 0.2, seed=9)
     Z = logits(net, x)
@@ -545,7 +546,7 @@ def test_sparse_predict_topk_scores_only_retrieved_neurons():
 
 def test_sparse_predict_with_every_neuron_padded_in_equals_dense():
     net = Network(50, 60, hidden=(12,), layers=[DENSE, {"K": 2, "L": 2, "range_pow": 3, "sparsity": 0.1}],
-                  lr=1e-2, seed=4, threads=2, min_active=60, pad_below=10_000)
+                  lr=1e-2, seed=4, threads=2, min_active=60, pad_below=10_000, **ORIGINAL)
     train_steps_for(net, 50, 60)
     x = random_csr(9, 50, 0.2, seed=10)
     dense = net.predict_topk(x, 10, sparse=False)

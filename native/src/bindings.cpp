@@ -71,7 +71,7 @@ T get_or(const py::dict& c, const char* key, T dflt) {
 // The keys of Network's config dict (slide.Network reads them from here: one list for both languages).
 const char* const kNetworkOptions[] = {
     "n_features", "layers", "bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild",
-    "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "lr", "beta1", "beta2", "eps", "init_std",
+    "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "select", "random_share", "mips", "inference_budget", "lr", "beta1", "beta2", "eps", "init_std",
     "init_bias_std", "init_truncated", "seed", "threads", "hugepages", "isa"};
 
 slide::NetConfig net_config(const py::dict& c) {
@@ -89,9 +89,21 @@ slide::NetConfig net_config(const py::dict& c) {
     if (!d.contains("size")) throw std::invalid_argument("every layer needs a size");
     s.size = get_or<int>(d, "size", 0);
     s.hash = get_or<std::string>(d, "hash", "dwta");
-    s.K = get_or<int>(d, "K", 1);
-    s.L = get_or<int>(d, "L", 1);
-    s.range_pow = get_or<int>(d, "range_pow", 1);
+    // K, L, range_pow: an integer, or "auto" (0) to size them from the layer and the budget (min_active)
+    auto lsh_int = [&d](const char* key) {
+      if (d.contains(key) && py::isinstance<py::str>(d[key])) {
+        if (d[key].cast<std::string>() != "auto")
+          throw std::invalid_argument(std::string("layer option '") + key + "' must be an integer or 'auto', got '" +
+                                      d[key].cast<std::string>() + "'");
+        return 0;
+      }
+      const int v = get_or<int>(d, key, 1);
+      if (v < 1) throw std::invalid_argument(std::string("layer option '") + key + "' must be >= 1 or 'auto'");
+      return v;
+    };
+    s.K = lsh_int("K");
+    s.L = lsh_int("L");
+    s.range_pow = lsh_int("range_pow");
     s.sparsity = get_or<double>(d, "sparsity", 1.0);
     n.layers.push_back(s);
   }
@@ -106,6 +118,10 @@ slide::NetConfig net_config(const py::dict& c) {
   n.schedule_growth = get_or(c, "schedule_growth", n.schedule_growth);
   n.dense_adam = get_or(c, "dense_adam", n.dense_adam);
   n.dwta_compat_shift = get_or(c, "dwta_compat_shift", n.dwta_compat_shift);
+  n.select = get_or(c, "select", n.select);
+  n.random_share = get_or(c, "random_share", n.random_share);
+  n.mips = get_or(c, "mips", n.mips);
+  n.inference_budget = get_or(c, "inference_budget", n.inference_budget);
   n.lr = get_or(c, "lr", n.lr);
   n.beta1 = get_or(c, "beta1", n.beta1);
   n.beta2 = get_or(c, "beta2", n.beta2);
@@ -239,7 +255,7 @@ PYBIND11_MODULE(_native, m) {
              py::arg("vector"), py::arg("isa") = "auto", "Bucket index of `vector` in each of the L tables.")
         .def("codes_batch",
              [](const slide::HashFamily& h, const py::array& mat, const std::string& isa) {
-               // rows in blocks of 8 through the rehashing kernel (as Network does), the rest one by one
+               // through the blocked rehashing kernels, as Network does
                if (!py::isinstance<py::array_t<float>>(mat) || !mat.dtype().is(py::dtype::of<float>()) ||
                    mat.ndim() != 2 || !(mat.flags() & py::array::c_style))
                  throw std::invalid_argument("matrix must be a C-contiguous 2-D float32 array");
@@ -252,19 +268,29 @@ PYBIND11_MODULE(_native, m) {
                const slide::Kernels& k = slide::select_kernels(isa);
                py::array_t<std::uint32_t> out({static_cast<py::ssize_t>(h.L()), static_cast<py::ssize_t>(n)});
                std::uint32_t* o = out.mutable_data();
-               std::vector<std::int32_t> scratch(8 * static_cast<std::size_t>(h.scratch_size()));
-               std::vector<float> Wt(static_cast<std::size_t>(dim) * 8);
-               std::int64_t i = 0;
-               for (; i + 8 <= n; i += 8) {
-                 for (int l = 0; l < 8; ++l)
-                   for (int d = 0; d < dim; ++d) Wt[d * 8 + l] = m[(i + l) * dim + d];
-                 h.bucket_codes8(k, Wt.data(), o + i, scratch.data(), n);
-               }
-               for (; i < n; ++i) h.bucket_codes(k, m + i * dim, o + i, scratch.data(), n);
+               constexpr std::int64_t kRows = 64;
+               for (std::int64_t i = 0; i < n; i += kRows)
+                 h.codes_rows(k, m + i * dim, static_cast<int>(std::min(kRows, n - i)), o + i, n);
                return out;
              },
              py::arg("matrix"), py::arg("isa") = "auto",
-             "Codes of every row of a (n, dim) matrix as an (L, n) array, via the batched rehash kernel.");
+             "Codes of every row of a (n, dim) matrix as an (L, n) array, via the batched rehash kernel.")
+        .def("set_centroids",
+             [](slide::HashFamily& h, const py::array& mat) {
+               if (h.kind() != slide::HashKind::Kmeans) throw std::invalid_argument("set_centroids: not a kmeans family");
+               if (!py::isinstance<py::array_t<float>>(mat) || !mat.dtype().is(py::dtype::of<float>()) ||
+                   mat.ndim() != 2 || !(mat.flags() & py::array::c_style) || mat.shape(0) != h.cells() ||
+                   mat.shape(1) != h.dim())
+                 throw std::invalid_argument("centroids must be a C-contiguous float32 array of shape (" +
+                                             std::to_string(h.cells()) + ", " + std::to_string(h.dim()) + ")");
+               h.set_centroids(static_cast<const float*>(mat.data()));
+             },
+             py::arg("centroids"), "k-means: set the cells' centroids (rows are normalised).")
+        .def_property_readonly("centroids", [](const slide::HashFamily& h) {
+               py::array_t<float> out({static_cast<py::ssize_t>(h.cells()), static_cast<py::ssize_t>(h.dim())});
+               std::copy(h.centroids().begin(), h.centroids().end(), out.mutable_data());
+               return out;
+             });
 
     py::class_<slide::HashTables>(m, "HashTables", "L tables of fixed-capacity buckets (fifo | reservoir).")
         .def(py::init([](int L, int range_pow, int capacity, const std::string& replacement) {
@@ -347,6 +373,45 @@ PYBIND11_MODULE(_native, m) {
              py::arg("salt") = 0, py::arg("pad") = true,
              "The output layer's active neurons for one row, as training selects them (pad=False: labels and "
              "LSH-retrieved neurons only).")
+        .def("lsh_stats",
+             [](Network& net, const py::array& indptr, const py::array& indices, const py::array& data, int k,
+                int budget) {
+               slide::Csr x = csr(indptr, indices, &data, "features");
+               if (budget < 0) throw std::invalid_argument("budget must be >= 0");
+               slide::LshStats s;
+               {
+                 py::gil_scoped_release nogil;
+                 s = net.lsh_stats(x, k, budget);
+               }
+               py::dict d;
+               d["rows"] = s.rows;
+               d["candidates"] = s.candidates;
+               d["recall"] = s.recall;
+               d["top1"] = s.top1;
+               d["k"] = k;
+               return d;
+             },
+             py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k") = 20, py::arg("budget") = 0,
+             "Retrieval quality of the output layer's tables on these rows (no labels, no random neurons): "
+             "mean candidates per row, recall of each row's dense top-k by score, share of rows whose top-1 is found.")
+        .def_property_readonly("active_counts", [](const Network& net) {
+               const slide::ActiveCounts& a = net.active_counts();
+               py::dict d;
+               d["samples"] = a.samples;
+               d["labels"] = a.labels;
+               d["retrieved"] = a.retrieved;
+               d["random"] = a.random;
+               return d;
+             }, "Output-layer active neurons summed over the samples trained so far, by origin.")
+        .def_property_readonly("output_lsh", [](const Network& net) {
+               const slide::LayerSpec& s = net.output_spec();
+               py::dict d;
+               d["hash"] = s.hash;
+               d["K"] = s.K;
+               d["L"] = s.L;
+               d["range_pow"] = s.range_pow;
+               return d;
+             }, "The output layer's LSH settings after resolving 'auto'.")
         .def("save", [](const Network& net, const std::string& path, const std::string& meta) {
                py::gil_scoped_release nogil;
                net.save(path, meta);

@@ -1,6 +1,7 @@
 #include "lsh.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <stdexcept>
 
@@ -11,7 +12,8 @@ namespace slide {
 HashKind parse_hash_kind(const std::string& s) {
   if (s == "dwta") return HashKind::Dwta;
   if (s == "srp") return HashKind::Srp;
-  throw std::invalid_argument("hash must be 'dwta' or 'srp', got '" + s + "'");
+  if (s == "kmeans") return HashKind::Kmeans;
+  throw std::invalid_argument("hash must be 'dwta', 'srp' or 'kmeans', got '" + s + "'");
 }
 
 Replacement parse_replacement(const std::string& s) {
@@ -24,7 +26,11 @@ HashFamily::HashFamily(HashKind kind, int K, int L, int dim, int range_pow, bool
     : kind_(kind), K_(K), L_(L), dim_(dim), range_pow_(range_pow) {
   if (K < 1 || L < 1 || dim < 1 || range_pow < 1 || range_pow > 30)
     throw std::invalid_argument("LSH needs K >= 1, L >= 1, 1 <= range_pow <= 30");
-  mask_ = (range_pow >= 32) ? 0xFFFFFFFFu : ((1u << range_pow) - 1u);
+  if (kind == HashKind::Kmeans && (K != 1 || L != 1 || range_pow > 16))
+    throw std::invalid_argument("hash 'kmeans' is one table of 2^range_pow cells: it needs K = 1, L = 1 and "
+                                "range_pow <= 16, got K=" + std::to_string(K) + " L=" + std::to_string(L) +
+                                " range_pow=" + std::to_string(range_pow));
+  mask_ = (1u << range_pow) - 1u;
   const int nh = K * L;
   Rng rng(seed);
   if (kind == HashKind::Dwta) {
@@ -58,67 +64,105 @@ HashFamily::HashFamily(HashKind kind, int K, int L, int dim, int range_pow, bool
         bin_pos_aos_[b * kBin + j] = e[j].second;
       }
     }
-  } else {
+  } else if (kind == HashKind::Srp) {
     shift_ = 1;
-    srp_nnz_ = std::max(1, dim / 3);
-    srp_dims_.resize(static_cast<std::size_t>(nh) * srp_nnz_);
-    srp_signs_.resize(srp_dims_.size());
-    std::vector<std::int32_t> perm(dim);
-    std::iota(perm.begin(), perm.end(), 0);
-    for (int h = 0; h < nh; ++h) {
-      // a random subset of dims (partial Fisher-Yates) with random signs
-      for (int i = 0; i < srp_nnz_; ++i) std::swap(perm[i], perm[i + rng.below(dim - i)]);
-      std::sort(perm.begin(), perm.begin() + srp_nnz_);
-      for (int i = 0; i < srp_nnz_; ++i) {
-        srp_dims_[static_cast<std::size_t>(h) * srp_nnz_ + i] = perm[i];
-        srp_signs_[static_cast<std::size_t>(h) * srp_nnz_ + i] = (rng.next() & 1) ? 1.f : -1.f;
-      }
+    const int ntiles = (nh + kTile - 1) / kTile;
+    tiles_.assign(static_cast<std::size_t>(ntiles) * dim * kTile, 0.f);  // unused columns stay zero
+    for (int h = 0; h < nh; ++h)
+      for (int d = 0; d < dim; ++d) tiles_[(static_cast<std::size_t>(h / kTile) * dim + d) * kTile + h % kTile] = rng.normal();
+  } else {
+    shift_ = 0;
+    centroids_.assign(static_cast<std::size_t>(cells()) * dim, 0.f);
+    tiles_.assign(static_cast<std::size_t>((cells() + kTile - 1) / kTile) * dim * kTile, 0.f);
+  }
+}
+
+void HashFamily::set_centroids(const float* c) {
+  if (kind_ != HashKind::Kmeans) throw std::logic_error("set_centroids: not a k-means family");
+  const int C = cells();
+  for (int i = 0; i < C; ++i) {
+    double n2 = 0;
+    for (int d = 0; d < dim_; ++d) n2 += static_cast<double>(c[static_cast<std::size_t>(i) * dim_ + d]) * c[static_cast<std::size_t>(i) * dim_ + d];
+    const float inv = n2 > 0 ? static_cast<float>(1.0 / std::sqrt(n2)) : 0.f;
+    for (int d = 0; d < dim_; ++d) {
+      const float v = c[static_cast<std::size_t>(i) * dim_ + d] * inv;
+      centroids_[static_cast<std::size_t>(i) * dim_ + d] = v;
+      tiles_[(static_cast<std::size_t>(i / kTile) * dim_ + d) * kTile + i % kTile] = v;
     }
   }
 }
 
-void HashFamily::bucket_codes(const Kernels& k, const float* v, std::uint32_t* codes, std::int32_t* h,
-                              std::int64_t stride) const {
-  const int nh = K_ * L_;
-  if (kind_ == HashKind::Dwta) {
-    k.dwta(v, bin_dims_.data(), bin_pos_.data(), (nh + 7) / 8, h);
-  } else {
-    for (int i = 0; i < nh; ++i) {
-      const std::int32_t* d = srp_dims_.data() + static_cast<std::size_t>(i) * srp_nnz_;
-      const float* s = srp_signs_.data() + static_cast<std::size_t>(i) * srp_nnz_;
-      float acc = 0.f;
-      for (int j = 0; j < srp_nnz_; ++j) acc += s[j] * v[d[j]];
-      h[i] = acc >= 0.f ? 1 : 0;
-    }
+void HashFamily::tiled_product(const Kernels& k, const std::vector<float>& tiles, int ncols, const float* P, int n,
+                               float* out) const {
+  const int ntiles = (ncols + kTile - 1) / kTile;
+  std::vector<float> buf(static_cast<std::size_t>(n) * kTile);
+  for (int t = 0; t < ntiles; ++t) {
+    k.score_tile(P, dim_, n, tiles.data() + static_cast<std::size_t>(t) * dim_ * kTile, dim_, buf.data());
+    const int w = std::min(kTile, ncols - t * kTile);
+    for (int i = 0; i < n; ++i)
+      for (int c = 0; c < w; ++c) out[static_cast<std::size_t>(i) * ncols + t * kTile + c] = buf[i * kTile + c];
   }
+}
+
+void HashFamily::centroid_scores(const Kernels& k, const float* v, float* out) const {
+  tiled_product(k, tiles_, cells(), v, 1, out);
+}
+
+// Combine the K hashes of each table into its bucket index: h[(t*K + j) * hstride].
+void HashFamily::combine(const std::int32_t* h, std::int64_t hstride, std::uint32_t* codes, std::int64_t stride) const {
   for (int t = 0; t < L_; ++t) {
     std::uint32_t idx = 0;
     // added, not OR-ed: with the original's overlapping shift the sum is what it computes
-    for (int j = 0; j < K_; ++j) idx += static_cast<std::uint32_t>(h[t * K_ + j]) << ((K_ - 1 - j) * shift_);
+    for (int j = 0; j < K_; ++j) idx += static_cast<std::uint32_t>(h[(t * K_ + j) * hstride]) << ((K_ - 1 - j) * shift_);
     // With K*shift > range_pow, fold the high bits in rather than dropping them.
     codes[t * stride] = (idx ^ (idx >> range_pow_)) & mask_;
   }
 }
 
-void HashFamily::bucket_codes8(const Kernels& k, const float* Wt, std::uint32_t* codes, std::int32_t* h,
-                               std::int64_t stride) const {
-  if (kind_ != HashKind::Dwta) {  // SRP: one vector at a time
-    std::vector<float> v(dim_);
-    for (int l = 0; l < 8; ++l) {
-      for (int d = 0; d < dim_; ++d) v[d] = Wt[d * 8 + l];
-      bucket_codes(k, v.data(), codes + l, h, stride);
+void HashFamily::bucket_codes(const Kernels& k, const float* v, std::uint32_t* codes, std::int32_t* h,
+                              std::int64_t stride) const {
+  if (kind_ == HashKind::Dwta) {
+    k.dwta(v, bin_dims_.data(), bin_pos_.data(), (K_ * L_ + 7) / 8, h);
+    combine(h, 1, codes, stride);
+  } else {
+    codes_rows(k, v, 1, codes, stride);
+  }
+}
+
+void HashFamily::codes_rows(const Kernels& k, const float* P, int n, std::uint32_t* codes, std::int64_t stride) const {
+  const int nh = K_ * L_;
+  if (kind_ == HashKind::Dwta) {
+    // 8 vectors side by side (dim x 8) through the gather-free kernel; the rest one by one
+    std::vector<std::int32_t> h(static_cast<std::size_t>(8) * scratch_size());
+    std::vector<float> Wt(static_cast<std::size_t>(dim_) * 8);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+      for (int l = 0; l < 8; ++l)
+        for (int d = 0; d < dim_; ++d) Wt[d * 8 + l] = P[static_cast<std::size_t>(i + l) * dim_ + d];
+      k.dwta8(Wt.data(), bin_dims_aos_.data(), bin_pos_aos_.data(), nh, h.data());  // h[b*8 + lane]
+      for (int l = 0; l < 8; ++l) combine(h.data() + l, 8, codes + i + l, stride);
+    }
+    for (; i < n; ++i) bucket_codes(k, P + static_cast<std::size_t>(i) * dim_, codes + i, h.data(), stride);
+    return;
+  }
+  if (kind_ == HashKind::Srp) {
+    std::vector<float> z(static_cast<std::size_t>(n) * nh);
+    tiled_product(k, tiles_, nh, P, n, z.data());
+    std::vector<std::int32_t> bits(nh);
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < nh; ++j) bits[j] = z[static_cast<std::size_t>(i) * nh + j] >= 0.f ? 1 : 0;
+      combine(bits.data(), 1, codes + i, stride);
     }
     return;
   }
-  const int nh = K_ * L_;
-  k.dwta8(Wt, bin_dims_aos_.data(), bin_pos_aos_.data(), nh, h);  // h[b*8 + lane]
-  for (int t = 0; t < L_; ++t)
-    for (int l = 0; l < 8; ++l) {
-      std::uint32_t idx = 0;
-      for (int j = 0; j < K_; ++j)
-        idx += static_cast<std::uint32_t>(h[(t * K_ + j) * 8 + l]) << ((K_ - 1 - j) * shift_);
-      codes[t * stride + l] = (idx ^ (idx >> range_pow_)) & mask_;
-    }
+  // k-means: the most similar centroid (first one on ties)
+  const int C = cells();
+  std::vector<float> z(static_cast<std::size_t>(n) * C);
+  tiled_product(k, tiles_, C, P, n, z.data());
+  for (int i = 0; i < n; ++i) {
+    const float* zi = z.data() + static_cast<std::size_t>(i) * C;
+    codes[i] = static_cast<std::uint32_t>(std::max_element(zi, zi + C) - zi);
+  }
 }
 
 HashTables::HashTables(int L, int range_pow, int capacity, Replacement policy, PagePolicy pages)

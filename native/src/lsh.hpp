@@ -10,10 +10,16 @@
 
 namespace slide {
 
-enum class HashKind { Dwta, Srp };
+enum class HashKind { Dwta, Srp, Kmeans };
 HashKind parse_hash_kind(const std::string& s);
 
 // K*L hash functions over dense `dim`-vectors, combined K at a time into L bucket indices.
+// - DWTA: each of the K*L bins sees 8 input dims and hashes to the position (0..7) of the largest.
+// - SRP (SimHash): each of the K*L bits is the sign of a dense Gaussian projection; the projections are
+//   stored as tiles of kTile columns, so the codes of a block of vectors are one small matrix product.
+// - Kmeans: one table (K = L = 1) whose buckets are the 2^range_pow cells of a spherical k-means of the
+//   neurons' vectors; a vector's code is its most similar centroid. A data-dependent hash: the network
+//   sets and refines the centroids (set_centroids) and ranks whole cells by centroid_scores when it queries.
 class HashFamily {
  public:
   HashFamily() = default;
@@ -22,28 +28,36 @@ class HashFamily {
   void bucket_codes(const Kernels& k, const float* v, std::uint32_t* codes, std::int32_t* scratch,
                     std::int64_t stride = 1) const;
   int scratch_size() const { return (K_ * L_ + 7) / 8 * 8; }
-  // bucket_codes of 8 vectors given side by side (Wt: dim x 8); codes[t * stride + lane].
-  // scratch: at least 8 * scratch_size() ints.
-  void bucket_codes8(const Kernels& k, const float* Wt, std::uint32_t* codes, std::int32_t* scratch,
-                     std::int64_t stride) const;
+  // Codes of n vectors stored row by row (P: n x dim): codes[t * stride + i]. Identical to bucket_codes of
+  // each row; rehashing uses it (blocked kernels: DWTA 8 vectors at a time, SRP and k-means as GEMMs).
+  void codes_rows(const Kernels& k, const float* P, int n, std::uint32_t* codes, std::int64_t stride) const;
   int K() const { return K_; }
   int L() const { return L_; }
   int num_hashes() const { return K_ * L_; }
   int dim() const { return dim_; }
+  HashKind kind() const { return kind_; }
+  // Kmeans: number of cells, the centroids (cells x dim, unit rows), and their scores against v.
+  int cells() const { return kind_ == HashKind::Kmeans ? (1 << range_pow_) : 0; }
+  const std::vector<float>& centroids() const { return centroids_; }
+  void set_centroids(const float* c);  // rows are normalised here; an all-zero row stays zero
+  void centroid_scores(const Kernels& k, const float* v, float* out) const;
 
  private:
+  // out[i * ncols + c] = P_i . column c of the tiled matrix (tiles of dim x kTile), for n rows
+  void tiled_product(const Kernels& k, const std::vector<float>& tiles, int ncols, const float* P, int n,
+                     float* out) const;
+  void combine(const std::int32_t* h, std::int64_t hstride, std::uint32_t* codes, std::int64_t stride) const;
+
   HashKind kind_ = HashKind::Dwta;
   int K_ = 0, L_ = 0, dim_ = 0, range_pow_ = 0, shift_ = 0;
   std::uint32_t mask_ = 0;
-  // DWTA: each of the K*L bins sees 8 input dims (from random permutations of all dims) and hashes
-  // to the position (0..7) of the largest; dims sorted ascending so ties go to the lowest dim, as the
-  // original. Stored in groups of 8 bins, structure of arrays (see Kernels::dwta).
+  // DWTA: bins of 8 dims (from random permutations of all dims), dims sorted ascending so ties go to the
+  // lowest dim, as the original. Stored in groups of 8 bins, structure of arrays (see Kernels::dwta).
   std::vector<std::int32_t> bin_dims_, bin_pos_;
   std::vector<std::int32_t> bin_dims_aos_, bin_pos_aos_;  // the same, one bin after another (Kernels::dwta8)
-  // SRP: each of the K*L bits is the sign of a sparse +-1 projection over ~dim/3 dims.
-  int srp_nnz_ = 0;
-  std::vector<std::int32_t> srp_dims_;
-  std::vector<float> srp_signs_;
+  // SRP: K*L Gaussian projections; k-means: the centroids. Both as tiles of kTile columns (dim x kTile each).
+  std::vector<float> tiles_;
+  std::vector<float> centroids_;  // k-means only: cells x dim, row-major
 };
 
 enum class Replacement { Fifo, Reservoir };

@@ -20,7 +20,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
-constexpr std::uint32_t kFormat = 2;  // 2: hash tables stored
+constexpr std::uint32_t kFormat = 3;  // 2: hash tables stored; 3: k-means centroids stored
+// Random streams (rng.hpp's mix): one constant per kind of random choice.
+constexpr std::uint64_t kSeedCells = 0xA000;  // k-means: the rows that seed the centroids at each rebuild
+constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -49,6 +52,11 @@ struct Network::Layer {
   std::int32_t id_of(std::int32_t row) const { return perm.empty() ? row : perm[row]; }
   std::vector<std::int32_t> order;      // rehash scratch: insertion order
   std::vector<std::uint32_t> codes;     // rehash scratch: bucket codes, table-major
+  // The MIPS transform of the last rehash (NetConfig::mips): mean weight row and 1 / max augmented norm.
+  int hdim = 0;                         // length of the vectors the hash sees: in_dim, or in_dim + 2 with mips
+  std::vector<float> wmean;
+  float inv_norm = 1.f;
+  bool cells_seeded = false;            // k-means: centroids exist (seeded at the first rehash)
   std::int64_t rows() const { return input ? in_dim : size; }
   int cols() const { return input ? size : in_dim; }
 };
@@ -71,12 +79,35 @@ struct Network::Workspace {
     std::vector<std::int32_t> hscratch;
     std::vector<std::uint32_t> codes;
     std::vector<float> z, dh, dh2, g;
+    std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
+    std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
+    std::vector<float> q, cell_score;       // MIPS query vector; k-means cell scores
+    std::int64_t n_labels = 0, n_retrieved = 0, n_random = 0;
     double t_hash = 0, t_fwd = 0, t_bwd = 0;
   };
   std::vector<PerThread> pt;
 };
 
 static float* row_ptr(std::vector<float>& m, std::int64_t row, int width) { return m.data() + row * width; }
+
+// `auto` (0) K, L and range_pow of a sparse layer, from its size and the active-set budget (min_active).
+// k-means: cells of about budget/2 neurons, so a budget is filled from a few of the best cells.
+// DWTA / SRP: L = 32 tables whose buckets together return about 4x the budget, ranked by select: topk.
+static void resolve_auto(LayerSpec& s, int min_active) {
+  const double n = s.size, budget = std::max(1, std::min(min_active, s.size));
+  auto clamp_pow = [](double v, int hi) { return static_cast<int>(std::clamp(std::lround(v), 1L, static_cast<long>(hi))); };
+  if (s.hash == "kmeans") {
+    if (!s.K) s.K = 1;
+    if (!s.L) s.L = 1;
+    if (!s.range_pow) s.range_pow = clamp_pow(std::log2(std::max(2.0, 2 * n / budget)), std::min(16, std::max(1, static_cast<int>(std::log2(n)))));
+    return;
+  }
+  if (!s.L) s.L = 32;
+  const double bits = std::log2(std::max(2.0, n * s.L / (4 * budget)));  // log2 of the buckets per table
+  const int per_hash = s.hash == "dwta" ? 3 : 1;                         // bits one hash contributes
+  if (!s.K) s.K = clamp_pow(bits / per_hash, 30);
+  if (!s.range_pow) s.range_pow = std::min(30, s.K * per_hash);
+}
 
 Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (cfg.n_features < 1) throw std::invalid_argument("n_features must be >= 1");
@@ -97,6 +128,11 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (cfg.min_active < 0 || cfg.pad_below < 0) throw std::invalid_argument("min_active and pad_below must be >= 0");
   if (cfg.padding != "batch" && cfg.padding != "sample")
     throw std::invalid_argument("padding must be 'batch' or 'sample', got '" + cfg.padding + "'");
+  if (cfg.select != "union" && cfg.select != "topk")
+    throw std::invalid_argument("select must be 'union' or 'topk', got '" + cfg.select + "'");
+  if (!(cfg.random_share >= 0 && cfg.random_share <= 1))
+    throw std::invalid_argument("random_share must be in [0, 1]");
+  if (cfg.inference_budget < 0) throw std::invalid_argument("inference_budget must be >= 0");
   k_ = &select_kernels(cfg.isa);
   pages_ = parse_page_policy(cfg.hugepages);
   const Replacement repl = parse_replacement(cfg.replacement);
@@ -144,9 +180,14 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     Rng brng(mix(cfg.seed, 0x2000 + l));
     for (auto& v : L.b) v = bsd * draw(brng);
     if (L.sparse) {
-      L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.in_dim, s.range_pow, cfg.dwta_compat_shift,
+      LayerSpec& rs = cfg_.layers[l];
+      resolve_auto(rs, cfg.min_active);
+      L.hdim = L.in_dim + (cfg.mips ? 2 : 0);
+      L.hash = HashFamily(parse_hash_kind(rs.hash), rs.K, rs.L, L.hdim, rs.range_pow, cfg.dwta_compat_shift,
                           mix(cfg.seed, 0x3000 + l, 0));
-      L.tables = HashTables(s.L, s.range_pow, cfg.bucket_size, repl, pages_);
+      // k-means cells hold every neuron assigned to them (no bucket capacity)
+      L.tables = HashTables(rs.L, rs.range_pow, L.hash.kind() == HashKind::Kmeans ? s.size : cfg.bucket_size, repl,
+                            pages_);
       L.perm.resize(s.size);
       std::iota(L.perm.begin(), L.perm.end(), 0);
       Rng prng(mix(cfg.seed, 0x4000 + l));
@@ -234,18 +275,44 @@ void Network::hidden_forward(const Csr& x, std::int64_t row, float* const* h) co
   }
 }
 
-void Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
-                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws,
-                            bool pad) const {
+void Network::hash_vector(const Layer& L, std::int64_t r, float* out) const {
+  const float* w = L.w(r);
+  if (!cfg_.mips) {
+    std::memcpy(out, w, sizeof(float) * L.in_dim);
+    return;
+  }
+  const float s = L.inv_norm;
+  double n2 = 0;
+  for (int c = 0; c < L.in_dim; ++c) {
+    out[c] = (w[c] - L.wmean[c]) * s;
+    n2 += static_cast<double>(out[c]) * out[c];
+  }
+  out[L.in_dim] = L.b[r] * s;
+  n2 += static_cast<double>(out[L.in_dim]) * out[L.in_dim];
+  out[L.in_dim + 1] = static_cast<float>(std::sqrt(std::max(0.0, 1.0 - n2)));
+}
+
+void Network::query_vector(const Layer& L, const float* h, float* out) const {
+  std::memcpy(out, h, sizeof(float) * L.in_dim);
+  if (cfg_.mips) {
+    out[L.in_dim] = 1.f;
+    out[L.in_dim + 1] = 0.f;
+  }
+}
+
+int Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
+                           std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws, bool pad,
+                           int budget_override) const {
   auto& t = ws.pt[omp_get_thread_num()];
   active.clear();
   if (!o.sparse) {
     active.resize(o.size);
     std::iota(active.begin(), active.end(), 0);
-    return;
+    return 0;
   }
   if (t.mark.size() != static_cast<std::size_t>(o.size)) {
     t.mark.assign(o.size, 0u);
+    t.count.assign(o.size, 0u);
     t.stamp = 0;
   }
   if (++t.stamp == 0) {  // wrapped: clear the marks once every 2^32 queries
@@ -261,18 +328,88 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
   };
   // Everything here is in rows (see Layer::perm). The true labels are always active.
   for (int i = 0; i < n_labels; ++i) add(o.row_of(labels[i]));
-  const int L = o.hash.L();
-  t.hscratch.resize(o.hash.scratch_size());
-  t.codes.resize(L);
-  o.hash.bucket_codes(*k_, h, t.codes.data(), t.hscratch.data());
-  for (int tb = 0; tb < L; ++tb) {
-    int len;
-    const std::int32_t* ids = o.tables.bucket(tb, t.codes[tb], &len);
-    for (int i = 0; i < len; ++i) add(ids[i]);
+  const int n_lab = static_cast<int>(active.size());
+  const bool topk = cfg_.select == "topk";
+  const int budget = std::min(budget_override > 0 ? budget_override : cfg_.min_active, o.size);
+  // topk: retrieval fills the budget less the random share (training only)
+  const int n_random = pad && topk ? static_cast<int>(std::lround(cfg_.random_share * budget)) : 0;
+  const int fill_to = std::max(n_lab, budget - n_random);
+  const float* q = h;
+  if (cfg_.mips) {
+    t.q.resize(o.hdim);
+    query_vector(o, h, t.q.data());
+    q = t.q.data();
   }
-  // Too few retrieved: pad with random neurons, walking a fixed permutation from a random start (the original's Mode 4).
-  if (pad && static_cast<int>(active.size()) < cfg_.pad_below) {
-    const std::int64_t want = std::min<std::int64_t>(cfg_.min_active, o.size);
+  if (o.hash.kind() == HashKind::Kmeans) {
+    // Cells in order of their centroid's score; members of the best cells until the budget is full
+    // (union: the best cell only, like a single bucket).
+    const int C = o.hash.cells();
+    t.cell_score.resize(C);
+    o.hash.centroid_scores(*k_, q, t.cell_score.data());
+    t.rank.resize(C);
+    std::iota(t.rank.begin(), t.rank.end(), 0);
+    auto better = [&](std::int32_t a, std::int32_t b) {
+      return t.cell_score[a] > t.cell_score[b] || (t.cell_score[a] == t.cell_score[b] && a < b);
+    };
+    int sorted = 0;
+    for (int i = 0; i < C && (topk ? static_cast<int>(active.size()) < fill_to : i < 1); ++i) {
+      if (i == sorted) {  // sort the next chunk of cells only when needed
+        const int next = std::min(C, std::max(8, 2 * sorted));
+        std::partial_sort(t.rank.begin() + sorted, t.rank.begin() + next, t.rank.end(), better);
+        sorted = next;
+      }
+      int len;
+      const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[i]), &len);
+      for (int j = 0; j < len && (!topk || static_cast<int>(active.size()) < fill_to); ++j) add(ids[j]);
+    }
+  } else {
+    const int L = o.hash.L();
+    t.hscratch.resize(o.hash.scratch_size());
+    t.codes.resize(L);
+    o.hash.bucket_codes(*k_, q, t.codes.data(), t.hscratch.data());
+    if (!topk) {
+      for (int tb = 0; tb < L; ++tb) {
+        int len;
+        const std::int32_t* ids = o.tables.bucket(tb, t.codes[tb], &len);
+        for (int i = 0; i < len; ++i) add(ids[i]);
+      }
+    } else {
+      // Count how many tables return each neuron; keep the most frequent (first seen on ties).
+      for (std::int32_t r : active) t.count[r] = 0;
+      t.cand.clear();
+      for (int tb = 0; tb < L; ++tb) {
+        int len;
+        const std::int32_t* ids = o.tables.bucket(tb, t.codes[tb], &len);
+        for (int i = 0; i < len; ++i) {
+          const std::int32_t r = ids[i];
+          if (t.mark[r] != st) {
+            t.mark[r] = st;
+            t.count[r] = 1;
+            t.cand.push_back(r);
+          } else {
+            ++t.count[r];
+          }
+        }
+      }
+      const int want = fill_to - n_lab;
+      const int nc = static_cast<int>(t.cand.size());
+      t.rank.resize(nc);
+      std::iota(t.rank.begin(), t.rank.end(), 0);
+      const int keep = std::min(want, nc);
+      auto more = [&](std::int32_t a, std::int32_t b) {
+        const std::uint32_t ca = t.count[t.cand[a]], cb = t.count[t.cand[b]];
+        return ca > cb || (ca == cb && a < b);
+      };
+      if (keep < nc) std::partial_sort(t.rank.begin(), t.rank.begin() + keep, t.rank.end(), more);
+      for (int i = 0; i < keep; ++i) active.push_back(t.cand[t.rank[i]]);
+      for (int i = keep; i < nc; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark (st - 1 != st)
+    }
+  }
+  const int retrieved = static_cast<int>(active.size()) - n_lab;
+  // Random neurons: walk a fixed permutation from a random start (the original's Mode 4). union: pad to
+  // min_active when fewer than pad_below were found; topk: the random share plus any shortfall.
+  const std::int64_t want = topk ? budget : std::min<std::int64_t>(cfg_.min_active, o.size);
+  if (pad && (topk || static_cast<int>(active.size()) < cfg_.pad_below)) {
     Rng rng(rng_seed);
     std::int64_t p = static_cast<std::int64_t>(rng.below(o.size));
     for (std::int64_t walked = 0; static_cast<std::int64_t>(active.size()) < want && walked < o.size; ++walked) {
@@ -280,6 +417,10 @@ void Network::select_active(const Layer& o, const float* h, const std::int32_t* 
       if (++p == o.size) p = 0;
     }
   }
+  t.n_labels += n_lab;
+  t.n_retrieved += retrieved;
+  t.n_random += static_cast<std::int64_t>(active.size()) - n_lab - retrieved;
+  return retrieved;
 }
 
 std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
@@ -330,7 +471,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   const std::uint64_t batch_seed = mix(cfg_.seed, 0x6000, static_cast<std::uint64_t>(step_));
   const bool per_sample_padding = cfg_.padding == "sample";
   const auto t_region = Clock::now();
-  for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0;
+  for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0, t.n_labels = t.n_retrieved = t.n_random = 0;
 
 #pragma omp parallel num_threads(threads_)
   {
@@ -350,16 +491,24 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
       auto t1 = Clock::now();
       std::vector<std::int32_t>& act = ws.active[s];
-      select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
-                    act, ws);
+      const std::int64_t lab_before = t.n_labels;
+      const int retrieved =
+          select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
+                        act, ws);
       auto t2 = Clock::now();
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
       t.z.resize(m);
       k_->gather_dot(o.P.data(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
+      // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
+      const int first_random = static_cast<int>(t.n_labels - lab_before) + retrieved;
+      const float log_q = cfg_.select == "topk" && m > first_random
+                              ? static_cast<float>(std::log(static_cast<double>(o.size - first_random) / (m - first_random)))
+                              : 0.f;
       float zmax = -std::numeric_limits<float>::infinity();
       for (int i = 0; i < m; ++i) {
-        t.z[i] += o.b[act[i]];
+        t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
         zmax = std::max(zmax, t.z[i]);
       }
       double zsum = 0;
@@ -432,6 +581,12 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   times_.update += since(t_upd);
 
   samples_ += B;
+  counts_.samples += B;
+  for (auto& t : ws.pt) {
+    counts_.labels += t.n_labels;
+    counts_.retrieved += t.n_retrieved;
+    counts_.random += t.n_random;
+  }
   maybe_rehash();
 
   double loss = 0;
@@ -599,13 +754,40 @@ void Network::maybe_rehash() {
 void Network::rehash_layer(Layer& L, bool new_functions) {
   const std::size_t li = static_cast<std::size_t>(&L - layers_.data());
   const LayerSpec& s = cfg_.layers[li];
+  const bool kmeans = L.hash.kind() == HashKind::Kmeans;
   if (new_functions) {
     ++rebuild_count_;
-    L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.in_dim, s.range_pow, cfg_.dwta_compat_shift,
-                        mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuild_count_)));
+    if (!kmeans)
+      L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.hdim, s.range_pow, cfg_.dwta_compat_shift,
+                          mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuild_count_)));
   }
-  // Insert in a fresh random order each time, so FIFO buckets keep a random subset, not the highest ids.
   const std::int64_t N = L.size;
+  if (cfg_.mips) {
+    // Mean weight row (blocks summed in a fixed order: the same for any thread count) and the largest norm.
+    const int d = L.in_dim;
+    const std::int64_t nblk = (N + 1023) / 1024;
+    std::vector<double> part(static_cast<std::size_t>(nblk) * d, 0.0);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t blk = 0; blk < nblk; ++blk)
+      for (std::int64_t r = blk * 1024; r < std::min(N, (blk + 1) * 1024); ++r)
+        for (int c = 0; c < d; ++c) part[blk * d + c] += L.w(r)[c];
+    L.wmean.assign(d, 0.f);
+    for (int c = 0; c < d; ++c) {
+      double sum = 0;
+      for (std::int64_t blk = 0; blk < nblk; ++blk) sum += part[blk * d + c];
+      L.wmean[c] = static_cast<float>(sum / static_cast<double>(N));
+    }
+    double max2 = 0;
+#pragma omp parallel for num_threads(threads_) schedule(static) reduction(max : max2)
+    for (std::int64_t r = 0; r < N; ++r) {
+      double n2 = static_cast<double>(L.b[r]) * L.b[r];
+      for (int c = 0; c < d; ++c) n2 += static_cast<double>(L.w(r)[c] - L.wmean[c]) * (L.w(r)[c] - L.wmean[c]);
+      max2 = std::max(max2, n2);
+    }
+    L.inv_norm = max2 > 0 ? static_cast<float>(1.0 / (std::sqrt(max2) * (1 + 1e-6))) : 1.f;
+  }
+  if (kmeans) refine_cells(L, (new_functions || !L.cells_seeded) ? 3 : 1, new_functions || !L.cells_seeded);
+  // Insert in a fresh random order each time, so FIFO buckets keep a random subset, not the highest ids.
   std::vector<std::int32_t>& order = L.order;
   order.resize(N);
   std::iota(order.begin(), order.end(), 0);
@@ -614,26 +796,152 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
   // codes are table-major, in insertion order, so each table's build streams through them
   const int nt = L.hash.L();
   L.codes.resize(static_cast<std::size_t>(N) * nt);
-#pragma omp parallel num_threads(threads_)
-  {
-    std::vector<std::int32_t> scratch(8 * static_cast<std::size_t>(L.hash.scratch_size()));
-    std::vector<float> Wt(static_cast<std::size_t>(L.in_dim) * 8);
-    const std::int64_t blocks = N / 8;
-#pragma omp for schedule(static)
-    for (std::int64_t blk = 0; blk < blocks; ++blk) {
-      const std::int64_t i0 = blk * 8;
-      for (int l = 0; l < 8; ++l) {  // 8 neurons side by side
-        const float* w = L.w(order[i0 + l]);
-        for (int d = 0; d < L.in_dim; ++d) Wt[d * 8 + l] = w[d];
-      }
-      L.hash.bucket_codes8(*k_, Wt.data(), L.codes.data() + i0, scratch.data(), N);
-    }
-#pragma omp for schedule(static)
-    for (std::int64_t i = blocks * 8; i < N; ++i)
-      L.hash.bucket_codes(*k_, L.w(order[i]), L.codes.data() + i, scratch.data(), N);
-  }
+  hash_rows(L, order.data(), L.codes.data());
   L.tables.build(L.codes.data(), N, order.data(), mix(cfg_.seed, 0x8000 + li, rehash_count_), threads_);
   ++rehash_count_;
+}
+
+void Network::hash_rows(const Layer& L, const std::int32_t* rows, std::uint32_t* codes) const {
+  const std::int64_t N = L.size, blocks = (N + kBlock - 1) / kBlock;
+  const int D = L.hdim;
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> P(static_cast<std::size_t>(kBlock) * D);
+#pragma omp for schedule(static)
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      const std::int64_t i0 = blk * kBlock;
+      const int n = static_cast<int>(std::min<std::int64_t>(kBlock, N - i0));
+      for (int i = 0; i < n; ++i) hash_vector(L, rows[i0 + i], P.data() + static_cast<std::size_t>(i) * D);
+      L.hash.codes_rows(*k_, P.data(), n, codes + i0, N);
+    }
+  }
+}
+
+// Spherical k-means of the neurons' hash vectors. reseed: centroids from distinct random neurons, then
+// `iterations` rounds of assign + update; otherwise `iterations` updates from the cells' current members
+// (the last rehash's assignment, today's weights), so a regular rehash costs one assignment pass.
+void Network::refine_cells(Layer& L, int iterations, bool reseed) {
+  const std::size_t li = static_cast<std::size_t>(&L - layers_.data());
+  const int C = L.hash.cells(), D = L.hdim;
+  const std::int64_t N = L.size;
+  std::vector<float> cent(static_cast<std::size_t>(C) * D, 0.f);
+  if (reseed) {
+    if (C > N) throw std::invalid_argument("hash 'kmeans': 2^range_pow cells exceed the layer's " + std::to_string(N) + " neurons");
+    Rng rng(mix(cfg_.seed, kSeedCells + li, static_cast<std::uint64_t>(rebuild_count_)));
+    std::vector<std::int32_t> pick(N);
+    std::iota(pick.begin(), pick.end(), 0);
+    for (int i = 0; i < C; ++i) {
+      std::swap(pick[i], pick[i + rng.below(N - i)]);
+      hash_vector(L, pick[i], cent.data() + static_cast<std::size_t>(i) * D);
+    }
+    L.hash.set_centroids(cent.data());
+    L.cells_seeded = true;
+  }
+  auto update = [&] {  // each cell's centroid: the mean direction of its members, summed in member order
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> v(D);
+      std::vector<double> sum(D);
+#pragma omp for schedule(dynamic, 4)
+      for (int cell = 0; cell < C; ++cell) {
+        int len;
+        const std::int32_t* ids = L.tables.bucket(0, static_cast<std::uint32_t>(cell), &len);
+        float* out = cent.data() + static_cast<std::size_t>(cell) * D;
+        if (len == 0) {  // an empty cell keeps its centroid
+          std::copy_n(L.hash.centroids().data() + static_cast<std::size_t>(cell) * D, D, out);
+          continue;
+        }
+        std::fill(sum.begin(), sum.end(), 0.0);
+        for (int j = 0; j < len; ++j) {
+          hash_vector(L, ids[j], v.data());
+          for (int c = 0; c < D; ++c) sum[c] += v[c];
+        }
+        for (int c = 0; c < D; ++c) out[c] = static_cast<float>(sum[c]);
+      }
+    }
+    L.hash.set_centroids(cent.data());
+  };
+  for (int it = 0; it < iterations; ++it) {
+    if (reseed) {  // assign every neuron to its cell (identity order: only the membership matters here)
+      std::vector<std::int32_t> ident(N);
+      std::iota(ident.begin(), ident.end(), 0);
+      std::vector<std::uint32_t> codes(N);
+      hash_rows(L, ident.data(), codes.data());
+      L.tables.build(codes.data(), N, ident.data(), 0, threads_);
+    }
+    update();
+  }
+}
+
+// Hidden activations of every row: H[l] is rows x layer l's size.
+void Network::hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const {
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const std::int64_t n = x.rows;
+  H.assign(nh, {});
+  for (int l = 0; l < nh; ++l) H[l].assign(static_cast<std::size_t>(n) * layers_[l].size, 0.f);
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float*> h(nh);
+#pragma omp for schedule(static)
+    for (std::int64_t s = 0; s < n; ++s) {
+      for (int l = 0; l < nh; ++l) h[l] = row_ptr(H[l], s, layers_[l].size);
+      hidden_forward(x, s, h.data());
+    }
+  }
+}
+
+namespace {
+constexpr std::int32_t kNoId = std::numeric_limits<std::int32_t>::max();
+// insert (score, id) into a row's sorted top-k list (best first; ties to the lower id)
+inline void topk_insert(int k, float* sc, std::int32_t* id, float v, std::int32_t j) {
+  if (!(v > sc[k - 1] || (v == sc[k - 1] && j < id[k - 1]))) return;
+  int p = k - 1;
+  while (p > 0 && (v > sc[p - 1] || (v == sc[p - 1] && j < id[p - 1]))) {
+    sc[p] = sc[p - 1];
+    id[p] = id[p - 1];
+    --p;
+  }
+  sc[p] = v;
+  id[p] = j;
+}
+}  // namespace
+
+// Exact top-k over every output neuron for n rows of last-hidden activations H (ids are neuron ids).
+void Network::topk_dense(const float* H, std::int64_t n, int k, std::int32_t* out_ids, float* out_scores) const {
+  const Layer& o = layers_.back();
+  const int dim = o.in_dim;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  std::fill(out_scores, out_scores + n * k, ninf);
+  std::fill(out_ids, out_ids + n * k, kNoId);
+  // every neuron scored, in tiles of kTile neurons (a small GEMM per tile), per-thread top-k merged
+  const std::int64_t ntiles = (o.size + kTile - 1) / kTile;
+  std::vector<std::vector<float>> tsc(threads_);
+  std::vector<std::vector<std::int32_t>> tid(threads_);
+#pragma omp parallel num_threads(threads_)
+  {
+    const int me = omp_get_thread_num();
+    auto& sc = tsc[me];
+    auto& id = tid[me];
+    sc.assign(static_cast<std::size_t>(n) * k, ninf);
+    id.assign(static_cast<std::size_t>(n) * k, kNoId);
+    std::vector<float> Wt(static_cast<std::size_t>(dim) * kTile), out(static_cast<std::size_t>(n) * kTile);
+#pragma omp for schedule(dynamic, 16)
+    for (std::int64_t tile = 0; tile < ntiles; ++tile) {
+      const std::int64_t j0 = tile * kTile;
+      const int w = static_cast<int>(std::min<std::int64_t>(kTile, o.size - j0));
+      for (int c = 0; c < kTile; ++c)
+        for (int d = 0; d < dim; ++d) Wt[d * kTile + c] = c < w ? o.w(j0 + c)[d] : 0.f;
+      k_->score_tile(H, dim, static_cast<int>(n), Wt.data(), dim, out.data());
+      for (std::int64_t s = 0; s < n; ++s)
+        for (int c = 0; c < w; ++c)
+          topk_insert(k, sc.data() + s * k, id.data() + s * k, out[s * kTile + c] + o.b[j0 + c],
+                      o.id_of(static_cast<std::int32_t>(j0 + c)));
+    }
+  }
+  for (int t = 0; t < threads_; ++t)
+    for (std::int64_t s = 0; s < n; ++s)
+      for (int i = 0; i < k; ++i)
+        if (tid[t][s * k + i] != kNoId) topk_insert(k, out_scores + s * k, out_ids + s * k, tsc[t][s * k + i], tid[t][s * k + i]);
 }
 
 void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_ids, float* out_scores) {
@@ -645,71 +953,20 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
   if (n == 0) return;
   const int nh = static_cast<int>(layers_.size()) - 1;
   const int dim = o.in_dim;
-  // hidden activations of every row
-  std::vector<std::vector<float>> H(nh);
-  for (int l = 0; l < nh; ++l) H[l].assign(static_cast<std::size_t>(n) * layers_[l].size, 0.f);
-#pragma omp parallel num_threads(threads_)
-  {
-    std::vector<float*> h(nh);
-#pragma omp for schedule(static)
-    for (std::int64_t s = 0; s < n; ++s) {
-      for (int l = 0; l < nh; ++l) h[l] = row_ptr(H[l], s, layers_[l].size);
-      hidden_forward(x, s, h.data());
-    }
-  }
+  std::vector<std::vector<float>> H;
+  hidden_batch(x, H);
   const std::vector<float>& Hl = H[nh - 1];
-  const float ninf = -std::numeric_limits<float>::infinity();
-  // insert (score, id) into a row's sorted top-k list (best first; ties to the lower id)
-  auto insert = [k](float* sc, std::int32_t* id, float v, std::int32_t j) {
-    if (!(v > sc[k - 1] || (v == sc[k - 1] && j < id[k - 1]))) return;
-    int p = k - 1;
-    while (p > 0 && (v > sc[p - 1] || (v == sc[p - 1] && j < id[p - 1]))) {
-      sc[p] = sc[p - 1];
-      id[p] = id[p - 1];
-      --p;
-    }
-    sc[p] = v;
-    id[p] = j;
-  };
-  for (std::int64_t i = 0; i < n * k; ++i) {
-    out_scores[i] = ninf;
-    out_ids[i] = std::numeric_limits<std::int32_t>::max();
-  }
-
   if (!sparse || !o.sparse) {
-    // Exact: every neuron scored, in tiles of kTile neurons (a small GEMM per tile), per-thread top-k merged.
-    const std::int64_t ntiles = (o.size + kTile - 1) / kTile;
-    std::vector<std::vector<float>> tsc(threads_);
-    std::vector<std::vector<std::int32_t>> tid(threads_);
-#pragma omp parallel num_threads(threads_)
-    {
-      const int me = omp_get_thread_num();
-      auto& sc = tsc[me];
-      auto& id = tid[me];
-      sc.assign(static_cast<std::size_t>(n) * k, ninf);
-      id.assign(static_cast<std::size_t>(n) * k, std::numeric_limits<std::int32_t>::max());
-      std::vector<float> Wt(static_cast<std::size_t>(dim) * kTile), out(static_cast<std::size_t>(n) * kTile);
-#pragma omp for schedule(dynamic, 16)
-      for (std::int64_t tile = 0; tile < ntiles; ++tile) {
-        const std::int64_t j0 = tile * kTile;
-        const int w = static_cast<int>(std::min<std::int64_t>(kTile, o.size - j0));
-        for (int c = 0; c < kTile; ++c)
-          for (int d = 0; d < dim; ++d) Wt[d * kTile + c] = c < w ? o.w(j0 + c)[d] : 0.f;
-        k_->score_tile(Hl.data(), dim, static_cast<int>(n), Wt.data(), dim, out.data());
-        for (std::int64_t s = 0; s < n; ++s)
-          for (int c = 0; c < w; ++c)
-            insert(sc.data() + s * k, id.data() + s * k, out[s * kTile + c] + o.b[j0 + c],
-                   o.id_of(static_cast<std::int32_t>(j0 + c)));
-      }
-    }
-    for (int t = 0; t < threads_; ++t)
-      for (std::int64_t s = 0; s < n; ++s)
-        for (int i = 0; i < k; ++i)
-          if (tid[t][s * k + i] != std::numeric_limits<std::int32_t>::max())
-            insert(out_scores + s * k, out_ids + s * k, tsc[t][s * k + i], tid[t][s * k + i]);
+    topk_dense(Hl.data(), n, k, out_ids, out_scores);
     return;
   }
-  // LSH-sparse: score only the retrieved neurons (padded like training, without labels).
+  for (std::int64_t i = 0; i < n * k; ++i) {
+    out_scores[i] = -std::numeric_limits<float>::infinity();
+    out_ids[i] = kNoId;
+  }
+  // LSH-sparse: score only the retrieved neurons (select: union pads them like training; topk fills its budget
+  // from the tables alone).
+  const bool pad = cfg_.select != "topk";
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<std::int32_t> act;
@@ -717,15 +974,59 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
 #pragma omp for schedule(dynamic, 8)
     for (std::int64_t s = 0; s < n; ++s) {
       const float* h = Hl.data() + s * dim;
-      select_active(o, h, nullptr, 0, mix(cfg_.seed, 0x9000, static_cast<std::uint64_t>(s)), act, *ws_);
+      select_active(o, h, nullptr, 0, mix(cfg_.seed, 0x9000, static_cast<std::uint64_t>(s)), act, *ws_, pad,
+                    cfg_.inference_neurons());
       z.resize(act.size());
       k_->gather_dot(o.P.data(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
       for (std::size_t i = 0; i < act.size(); ++i)
-        insert(out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
+        topk_insert(k, out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
     }
   }
   for (std::int64_t i = 0; i < n * k; ++i)
-    if (out_ids[i] == std::numeric_limits<std::int32_t>::max()) out_ids[i] = -1;  // fewer than k retrieved
+    if (out_ids[i] == kNoId) out_ids[i] = -1;  // fewer than k retrieved
+}
+
+LshStats Network::lsh_stats(const Csr& x, int k, int budget) {
+  std::lock_guard<std::mutex> lock(mu_);
+  validate_batch(x, nullptr);
+  const Layer& o = layers_.back();
+  if (k < 1 || k > o.size) throw std::invalid_argument("k must be in [1, n_labels]");
+  LshStats st;
+  const std::int64_t n = x.rows;
+  st.rows = n;
+  if (n == 0) return st;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  std::vector<std::vector<float>> H;
+  hidden_batch(x, H);
+  const float* Hl = H[nh - 1].data();
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n) * k);
+  std::vector<float> scores(ids.size());
+  topk_dense(Hl, n, k, ids.data(), scores.data());
+  double cand = 0, hit = 0, top1 = 0;
+#pragma omp parallel num_threads(threads_) reduction(+ : cand, hit, top1)
+  {
+    std::vector<std::int32_t> act;
+    auto& t = ws_->pt[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 8)
+    for (std::int64_t s = 0; s < n; ++s) {
+      select_active(o, Hl + s * o.in_dim, nullptr, 0, 0, act, *ws_, false, budget > 0 ? budget : cfg_.inference_neurons());
+      cand += static_cast<double>(act.size());
+      if (!o.sparse) {  // a dense layer scores every neuron
+        hit += k;
+        top1 += 1;
+        continue;
+      }
+      for (int i = 0; i < k; ++i) {  // the chosen rows are exactly the marked ones
+        const bool in = t.mark[o.row_of(ids[s * k + i])] == t.stamp;
+        hit += in;
+        if (i == 0) top1 += in;
+      }
+    }
+  }
+  st.candidates = cand / static_cast<double>(n);
+  st.recall = hit / (static_cast<double>(n) * k);
+  st.top1 = top1 / static_cast<double>(n);
+  return st;
 }
 
 // ---- save / load ------------------------------------------------------------------------------------
@@ -803,6 +1104,7 @@ void Network::save(const std::string& path, const std::string& meta) const {
                 static_cast<std::streamsize>(L.tables.offsets_size() * sizeof(std::uint32_t)));
         f.write(reinterpret_cast<const char*>(L.tables.ids()),
                 static_cast<std::streamsize>(static_cast<std::size_t>(L.tables.L()) * L.tables.N() * sizeof(std::int32_t)));
+        if (L.hash.kind() == HashKind::Kmeans) put_array(f, L.hash.centroids().data(), L.hash.centroids().size());
       }
     }
     f.flush();
@@ -866,6 +1168,14 @@ std::string Network::load(const std::string& path) {
       for (std::int32_t id : ids)
         if (id < 0 || id >= L.size) throw std::runtime_error(path + ": corrupt hash tables");
       L.tables.restore(static_cast<std::int64_t>(n), off.data(), ids.data());
+      if (L.hash.kind() == HashKind::Kmeans) {  // the centroids are learned: stored, not recreated
+        std::vector<float> cent(L.hash.centroids().size());
+        get_array(f, cent.data(), cent.size(), path, "k-means centroids");
+        for (float v : cent)
+          if (!std::isfinite(v)) throw std::runtime_error(path + ": non-finite k-means centroid");
+        L.hash.set_centroids(cent.data());
+        L.cells_seeded = true;
+      }
     }
   }
   char extra;
@@ -873,9 +1183,9 @@ std::string Network::load(const std::string& path) {
   // The hash functions are not stored: recreate those of the last rebuild from the seed.
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     Layer& L = layers_[li];
-    if (!L.sparse) continue;
+    if (!L.sparse || L.hash.kind() == HashKind::Kmeans) continue;
     const LayerSpec& sp = cfg_.layers[li];
-    L.hash = HashFamily(parse_hash_kind(sp.hash), sp.K, sp.L, L.in_dim, sp.range_pow, cfg_.dwta_compat_shift,
+    L.hash = HashFamily(parse_hash_kind(sp.hash), sp.K, sp.L, L.hdim, sp.range_pow, cfg_.dwta_compat_shift,
                         mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuilds)));
   }
   rehash_count_ = rehashes;

@@ -16,8 +16,8 @@ namespace slide {
 
 struct LayerSpec {
   int size = 0;
-  std::string hash = "dwta";  // dwta | srp
-  int K = 1, L = 1, range_pow = 1;
+  std::string hash = "dwta";  // dwta | srp | kmeans
+  int K = 1, L = 1, range_pow = 1;  // 0 = auto: chosen from the layer size and the active-set budget
   double sparsity = 1.0;      // 1 = dense layer (every neuron active); < 1 = LSH active sets
 };
 
@@ -27,6 +27,21 @@ struct NetConfig {
   int bucket_size = 128;
   std::string replacement = "fifo";
   int min_active = 1000, pad_below = 1500;
+  // How the output layer's active set is chosen from the tables:
+  //   "union": every id in the sample's buckets, padded with random neurons to min_active when fewer than
+  //            pad_below were found (the original's Mode 4);
+  //   "topk":  a fixed budget of min_active neurons: the labels, then the retrieved neurons ranked by how
+  //            many tables returned them (k-means: by the score of their cell), then random_share of the
+  //            budget as random negatives; random padding only when retrieval runs dry.
+  std::string select = "union";
+  double random_share = 0.0;
+  // Hash the neurons for maximum inner product: w.h + b, not w alone. Each neuron is hashed as
+  // [w - mean(w), b, sqrt(M^2 - |w - mean(w)|^2 - b^2)] / M and each query as [h, 1, 0], so the angle the
+  // hash measures ranks neurons exactly as their scores do (centering shifts every score of a query equally).
+  bool mips = false;
+  // Sparse inference (select: topk): neurons retrieved and scored per row; 0 = 4 x min_active.
+  int inference_budget = 0;
+  int inference_neurons() const { return inference_budget > 0 ? inference_budget : 4 * min_active; }
   // Where padding starts: "batch" = one random start shared by the batch (what the original does in
   // practice: it reseeds rand() with time(NULL) per sample, so all samples within a second share it);
   // "sample" = an independent start per sample.
@@ -57,6 +72,19 @@ struct PhaseTimes {  // cumulative seconds of wall time
   double hash = 0, forward = 0, backward = 0, update = 0, rehash = 0;
 };
 
+// Where the output layer's active neurons came from, summed over the samples trained so far.
+struct ActiveCounts {
+  std::int64_t samples = 0, labels = 0, retrieved = 0, random = 0;
+};
+
+// Retrieval quality of the output layer's tables on some rows (no labels, no random neurons).
+struct LshStats {
+  std::int64_t rows = 0;
+  double candidates = 0;  // mean retrieved neurons per row
+  double recall = 0;      // mean share of the row's dense top-k (by score) among them
+  double top1 = 0;        // share of rows whose dense top-1 is among them
+};
+
 class Network {
  public:
   explicit Network(const NetConfig& cfg);
@@ -68,6 +96,9 @@ class Network {
   // Active neurons of the output layer for one sample, as training would pick them (tests, diagnostics).
   std::vector<std::int32_t> active_set(const Csr& x, std::int64_t row, const std::int32_t* labels, int n_labels,
                                        std::uint64_t salt, bool pad = true);
+  // Candidates per row and recall of the dense top-k by the tables alone.
+  // budget: neurons retrieved per row with select: topk (0 = the inference budget).
+  LshStats lsh_stats(const Csr& x, int k, int budget = 0);
   void save(const std::string& path, const std::string& meta) const;
   // Load weights, optimiser state and counters saved by a network of identical configuration; returns meta.
   std::string load(const std::string& path);
@@ -81,6 +112,9 @@ class Network {
   std::int64_t rehashes() const { return rehash_count_; }
   std::int64_t rebuilds() const { return rebuild_count_; }
   const PhaseTimes& times() const { return times_; }
+  const ActiveCounts& active_counts() const { return counts_; }
+  // The output layer's resolved LSH settings (after `auto`): K, L, range_pow.
+  const LayerSpec& output_spec() const { return cfg_.layers.back(); }
   // LSH occupancy of the output layer: non-empty buckets and stored ids over all tables.
   void table_stats(std::int64_t* nonempty, std::int64_t* stored) const;
   std::int64_t n_labels() const;
@@ -96,8 +130,18 @@ class Network {
  private:
   void validate_batch(const Csr& x, const Csr* y) const;
   void hidden_forward(const Csr& x, std::int64_t row, float* const* h) const;
-  void select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
-                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true) const;
+  // Returns how many of `active` came from the tables; the rest after the labels are random.
+  // budget: the topk budget (0 = min_active).
+  int select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
+                    std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0) const;
+  void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
+  void topk_dense(const float* H, std::int64_t n, int k, std::int32_t* out_ids, float* out_scores) const;
+  // The vector a neuron (storage row r) is hashed as: its weights, or the MIPS transform of weights and bias.
+  void hash_vector(const Layer& L, std::int64_t r, float* out) const;
+  void query_vector(const Layer& L, const float* h, float* out) const;
+  void refine_cells(Layer& L, int iterations, bool reseed);
+  // codes[t * N + i]: bucket in table t of neuron (storage row) rows[i], i < N = L.size, in blocks of kBlock.
+  void hash_rows(const Layer& L, const std::int32_t* rows, std::uint32_t* codes) const;
   void rehash_layer(Layer& layer, bool new_functions);
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
@@ -110,6 +154,7 @@ class Network {
   std::int64_t step_ = 0, samples_ = 0, rehash_count_ = 0, rebuild_count_ = 0;
   double next_rehash_ = 0, next_rebuild_ = 0, rehash_interval_ = 0, rebuild_interval_ = 0;
   PhaseTimes times_;
+  ActiveCounts counts_;
   std::unique_ptr<Workspace> ws_;
   // One call at a time per network: calls release the GIL and share the per-thread workspaces.
   mutable std::mutex mu_;

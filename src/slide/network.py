@@ -18,11 +18,15 @@ import numpy as np
 
 from .native import native
 
-# The shipped Amazon-670K configuration (Config_amz.csv) for a 1-hidden-layer network.
+# A 1-hidden-layer network: dense hidden layer, LSH output layer (k-means cells sized from the label count).
 DEFAULT_LAYERS = [
     {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0},
-    {"hash": "dwta", "K": 6, "L": 50, "range_pow": 18, "sparsity": 0.005},
+    {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.005},
 ]
+# How the output layer's active set is chosen unless told otherwise: the best `min_active` neurons by
+# maximum-inner-product search, half of them random negatives (weighted as sampled softmax does).
+# The shipped SLIDE code: select="union", mips=False, random_share=0 with DWTA K 6, L 50, range_pow 18.
+SELECTION_DEFAULTS = {"select": "topk", "mips": True, "random_share": 0.5}
 # Keys of the core's config that Network sets itself; the others are options (native().NETWORK_OPTIONS,
 # documented in workflow/schemas/config.schema.yaml).
 _SET_BY_NETWORK = {"n_features", "layers", "lr", "seed", "threads"}
@@ -45,7 +49,7 @@ class Network:
         self.config = {
             "n_features": int(n_features),
             "layers": [{**spec, "size": size} for spec, size in zip(layers, sizes)],
-            "lr": float(lr), "seed": int(seed), "threads": int(threads or 0), **options,
+            "lr": float(lr), "seed": int(seed), "threads": int(threads or 0), **SELECTION_DEFAULTS, **options,
         }
         self.inference = inference
         self._net = native().Network(self.config)
@@ -83,6 +87,22 @@ class Network:
         indptr, indices, data = _csr_arrays(x)
         return self._net.active_set(indptr, indices, data, int(row), np.asarray(labels, dtype=np.int32), int(salt),
                                     bool(pad))
+
+    def lsh_stats(self, x, k: int = 20, budget: int = 0) -> dict:
+        """How well the output layer's tables alone find the highest-scoring neurons, on these rows (no labels,
+        no random neurons): mean candidates per row, recall of each row's dense top-k by score (`recall`) and
+        the share of rows whose dense top-1 is among the candidates (`top1`). `budget`: neurons retrieved per
+        row with select: topk (0 = the inference budget)."""
+        indptr, indices, data = _csr_arrays(x)
+        if not 1 <= int(k) <= self._net.n_labels:
+            raise ValueError(f"k must be in [1, {self._net.n_labels}], got {k}")
+        return self._net.lsh_stats(indptr, indices, data, int(k), int(budget))
+
+    @property
+    def active_counts(self) -> dict:
+        """Output-layer active neurons summed over all samples trained so far, by origin: the true labels,
+        retrieved from the tables, random (padding and random negatives)."""
+        return self._net.active_counts
 
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
