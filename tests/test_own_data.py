@@ -201,9 +201,14 @@ def test_preset_is_valid_and_sized_to_its_labels(preset):
             assert path.startswith(f"resources/raw/{preset}/"), path
     out = s["layers"][-1]
     assert len(s["layers"]) == len(cfg["model"]["hidden"]) + 1
-    if out["sparsity"] < 1:   # LSH output layer: padding must leave most outputs inactive
-        assert ds["n_labels"] >= 1000 and s["min_active"] <= s["pad_below"] < ds["n_labels"] // 4
-        assert out["range_pow"] <= 3 * out["K"]  # DWTA gives 3 bits per hash: more buckets are unreachable
+    if out["sparsity"] < 1:   # LSH output layer: the active set must leave most outputs inactive
+        assert ds["n_labels"] >= 1000
+        if s["select"] == "topk":
+            assert s["min_active"] < ds["n_labels"] // 4
+        else:
+            assert s["min_active"] <= s["pad_below"] < ds["n_labels"] // 4
+        if out["hash"] == "dwta" and out["K"] != "auto":
+            assert out["range_pow"] <= 3 * out["K"]  # DWTA gives 3 bits per hash: more buckets are unreachable
     else:                     # dense output layer: only where the original's padding activates everything
         assert ds["n_labels"] < 1000
     assert 1 <= t["eval_every"] and t["eval_samples"] >= 1000 and 1e-5 <= t["lr"] <= 1e-2

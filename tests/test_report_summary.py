@@ -155,3 +155,15 @@ def test_write_summary_leaves_no_partial_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.md"]
     back = pd.read_csv(tmp_path / "s.csv")
     assert back.loc[1, "slide_speedup_time_to_target"] == pytest.approx(32.0 / 9.8, rel=1e-5)
+
+
+def test_sparse_and_dense_inference_are_reported_for_slide_only():
+    slide = run("slide", [0.1, 0.3], [1.0, 2.0])
+    slide.final["inference_modes"] = {"dense": {"p_at_1": 0.30, "ms_per_row": 0.5},
+                                      "sparse": {"p_at_1": 0.29, "ms_per_row": 0.02}}
+    df = summarize([slide, run("tf_full", [0.1, 0.3], [5.0, 9.0])], ["slide", "tf_full"], 0.9)
+    s, t = row(df, "slide"), row(df, "tf_full")
+    assert (s["sparse_p_at_1"], s["dense_ms_per_row"], s["sparse_ms_per_row"]) == (0.29, 0.5, 0.02)
+    assert math.isnan(t["sparse_p_at_1"]) and math.isnan(t["sparse_ms_per_row"])
+    md = to_markdown(df, "x", "host", 0.9)
+    assert "P@1 sparse inference" in md and "| 0.290 |" in md

@@ -60,7 +60,15 @@ def test_run_config_overrides_seed_and_output_layer_only():
     assert cfg["train"]["seed"] == 7 and cfg["train"]["epochs"] == CONFIG["train"]["epochs"]
     assert cfg["slide"]["layers"][0] == CONFIG["slide"]["layers"][0]
     assert cfg["slide"]["layers"][-1] == {**CONFIG["slide"]["layers"][-1], "K": 4, "L": 10, "sparsity": 0.02}
-    assert CONFIG["slide"]["layers"][-1]["K"] == 6 and CONFIG["train"]["seed"] == 0  # config untouched
+    assert CONFIG["slide"]["layers"][-1]["K"] == "auto" and CONFIG["train"]["seed"] == 0  # config untouched
+
+
+def test_a_hash_family_can_be_swept_and_names_round_trip():
+    (v,) = variants({"slide_hash": [{"hash": "srp", "K": 8, "L": 32, "sparsity": 0.005}]}, "slide")
+    assert v.name == "srp-K8-L32-s0.005" and parse_variant(v.name) == v
+    assert run_config(CONFIG, v)["slide"]["layers"][-1]["hash"] == "srp"
+    with pytest.raises(ValueError, match="hash must be one of dwta, srp, kmeans"):
+        variants({"slide_hash": [{"hash": "minhash", "K": 1, "L": 2, "sparsity": 0.1}]}, "slide")
 
 
 def test_runs_are_grouped_per_system_and_hash_setting(tmp_path):

@@ -6,6 +6,7 @@ dimensions, joined by "-", and parses back to the same variant:
 
     seed1-t2            seeds and threads swept
     K6-L50-s0.005-t4    a hash setting (K, L, sparsity; r<range_pow> when given) and threads swept
+    srp-K8-L32-s0.005   a hash setting that also names the hash family (dwta, srp, kmeans)
 
 Hash settings apply to SLIDE only; TensorFlow runs get the seed x thread variants. For figures and the
 summary, runs are grouped by `group_key`: the system, plus the hash setting when one was swept (a
@@ -21,7 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 
 SWEEP_KEYS = ("seeds", "threads", "slide_hash")
-HASH_KEYS = ("K", "L", "sparsity", "range_pow")
+HASH_KEYS = ("hash", "K", "L", "sparsity", "range_pow")
+HASH_FAMILIES = ("dwta", "srp", "kmeans")
 _TOKEN = re.compile(r"^(K|L|s|r|seed|t)(\d+(?:\.\d+)?)$")
 
 
@@ -37,6 +39,8 @@ class Variant:
         parts = []
         if self.hash is not None:
             h = dict(self.hash)
+            if "hash" in h:
+                parts.append(h["hash"])
             parts += [f"K{h['K']}", f"L{h['L']}", f"s{_plain(h['sparsity'])}"]
             if "range_pow" in h:
                 parts.append(f"r{h['range_pow']}")
@@ -81,9 +85,11 @@ def normalize_hash(h: dict) -> tuple[tuple[str, float], ...]:
     missing = [k for k in ("K", "L", "sparsity") if k not in h]
     extra = [k for k in h if k not in HASH_KEYS]
     if missing or extra:
-        raise ValueError(f"sweep.slide_hash entry {h!r}: needs K, L, sparsity (optional range_pow)"
+        raise ValueError(f"sweep.slide_hash entry {h!r}: needs K, L, sparsity (optional hash, range_pow)"
                          + (f"; missing {', '.join(missing)}" if missing else "")
                          + (f"; unknown {', '.join(extra)}" if extra else ""))
+    if "hash" in h and h["hash"] not in HASH_FAMILIES:
+        raise ValueError(f"sweep.slide_hash entry {h!r}: hash must be one of {', '.join(HASH_FAMILIES)}")
     return tuple((k, h[k]) for k in HASH_KEYS if k in h)
 
 
@@ -91,6 +97,9 @@ def parse_variant(name: str) -> Variant:
     """Inverse of Variant.name; ValueError (naming the directory) when `name` is not a variant."""
     vals: dict[str, str] = {}
     for tok in name.split("-"):
+        if tok in HASH_FAMILIES and "hash" not in vals:
+            vals["hash"] = tok
+            continue
         m = _TOKEN.match(tok)
         if not m or m.group(1) in vals:
             raise ValueError(f"{name!r} is not a sweep variant name (expected e.g. seed1-t2 or K6-L50-s0.005-t4)")
@@ -102,6 +111,8 @@ def parse_variant(name: str) -> Variant:
         h = None
         if hkeys:
             h = {"K": int(vals["K"]), "L": int(vals["L"]), "sparsity": float(vals["s"])}
+            if "hash" in vals:
+                h["hash"] = vals["hash"]
             if "r" in vals:
                 h["range_pow"] = int(vals["r"])
         v = Variant(seed=int(vals["seed"]) if "seed" in vals else None,

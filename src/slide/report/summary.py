@@ -17,7 +17,8 @@ from .runs import Group, Run, group_runs, system_label
 
 COLUMNS = ["system", "label", "threads", "status", "runs", "p_at_1", "p_at_3", "p_at_5", "test_samples",
            "steps", "epochs", "train_seconds", "seconds_per_batch", "target_p_at_1", "time_to_target_s",
-           "target_reached", "peak_rss_gib", "slide_speedup_time_to_target", "slide_speedup_per_batch"]
+           "target_reached", "peak_rss_gib", "slide_speedup_time_to_target", "slide_speedup_per_batch",
+           "sparse_p_at_1", "dense_ms_per_row", "sparse_ms_per_row"]
 MAJORITY = "majority_label"
 GIB = 1024 ** 3
 
@@ -95,8 +96,9 @@ def _base_row(g: Group) -> dict:
         return row
     row["status"] = "ok" if len(done) == len(g.runs) else f"ok ({len(done)}/{len(g.runs)} runs finished)"
 
-    def mean(key):
-        vals = [r.final.get(key) for r in done]
+    def mean(key, mode=None):  # mode: a block of final.json's inference_modes (SLIDE's dense and sparse inference)
+        vals = [r.final.get(key) if mode is None else (r.final.get("inference_modes") or {}).get(mode, {}).get(key)
+                for r in done]
         vals = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
         return float(np.mean(vals)) if vals else math.nan
 
@@ -104,6 +106,9 @@ def _base_row(g: Group) -> dict:
                 "seconds_per_batch"):
         row[key] = mean(key)
     row["peak_rss_gib"] = mean("peak_rss_bytes") / GIB
+    row["sparse_p_at_1"] = mean("p_at_1", "sparse")
+    row["dense_ms_per_row"] = mean("ms_per_row", "dense")
+    row["sparse_ms_per_row"] = mean("ms_per_row", "sparse")
     return row
 
 
@@ -139,7 +144,9 @@ _TABLE = [("System", "label", None), ("Status", "status", None), ("P@1", "p_at_1
           ("P@5", "p_at_5", "p"), ("Train s", "train_seconds", "s"), ("s / batch", "seconds_per_batch", "s"),
           ("s to target", "time_to_target_s", "s"), ("Peak RSS GiB", "peak_rss_gib", "gib"),
           ("SLIDE speedup to target", "slide_speedup_time_to_target", "x"),
-          ("SLIDE speedup per batch", "slide_speedup_per_batch", "x")]
+          ("SLIDE speedup per batch", "slide_speedup_per_batch", "x"),
+          ("P@1 sparse inference", "sparse_p_at_1", "p"), ("ms / row dense", "dense_ms_per_row", "s"),
+          ("ms / row sparse", "sparse_ms_per_row", "s")]
 
 
 def table_rows(df: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
@@ -174,7 +181,8 @@ def notes(df: pd.DataFrame, target_fraction: float, rule: str = "first") -> list
                       "the periodic evaluation reaches the target for good (never falling below it again)")
                    + ", linearly interpolated between evaluations.")
     out.append("P@k: full test set at the end of training. Speedup = baseline cost / SLIDE cost (> 1: SLIDE is "
-               "faster).")
+               "faster). Sparse inference scores only the neurons the tables retrieve; ms / row: prediction time "
+               "per test row of each inference mode.")
     slide = ok[ok["system"] == "slide"]
     for _, r in ok[ok["system"] != "slide"].iterrows():
         s = slide[slide["threads"].isna()] if pd.isna(r["threads"]) else slide[slide["threads"] == r["threads"]]

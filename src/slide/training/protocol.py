@@ -34,6 +34,8 @@ class Model(Protocol):
     def save(self, path: Path) -> None: ...
     def load(self, path: Path) -> None: ...
     def info(self) -> dict: ...                                   # threads, versions, ISA, ... for final.json
+    # Optional: `diagnostics(step, eval_split)` at every evaluation (outside the training clock) and
+    # `final_extras(test, batch_size) -> dict` merged into final.json.
 
 
 @dataclass
@@ -150,6 +152,8 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
                      "loss": float(np.mean(losses)) if losses else float("nan")})
         losses.clear()
         _write_metrics(metrics_path, rows)
+        if hasattr(model, "diagnostics"):
+            model.diagnostics(step, eval_split)
         bar.set_postfix(p1=f"{p[1]:.3f}", eval_s=f"{eval_time:.1f}")
 
     bar = tqdm(total=total, initial=state.step, desc=f"train {system}", unit="batch",
@@ -185,17 +189,24 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
              "wall_seconds": time.perf_counter() - wall0,
              "final_eval_seconds": time.perf_counter() - t_final,
              "peak_rss_bytes": peak_rss_bytes(), "config": asdict(cfg), **model.info()}
+    if hasattr(model, "final_extras"):
+        final.update(model.final_extras(test, cfg.eval_batch_size))
     model.save(out / "model")
     write_json(out / "final.json", final)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return final
 
 
-def _write_metrics(path: Path, rows: list[dict]) -> None:
+def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """Rows as CSV, atomically (a reader never sees a half-written file)."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    write_csv(path, METRICS_COLUMNS, rows)
 
 
 def _checkpoint(model: Model, ckpt_dir: Path, state: _State, metrics_path: Path, fingerprint: str) -> None:

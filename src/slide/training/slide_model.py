@@ -1,20 +1,62 @@
 """SLIDE under the shared protocol: the `Model` adapter around slide.Network and the train_slide entry point."""
 from __future__ import annotations
 
+import csv
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import read_json
 from ..data.csr import Split
-from .protocol import TrainConfig, load_prepared, run_fingerprint, run_training
+from .protocol import TrainConfig, load_prepared, run_fingerprint, run_training, write_csv
+
+
+LSH_COLUMNS = ["step", "candidates", "recall", "top1", "k", "labels_per_sample", "retrieved_per_sample",
+               "random_per_sample", "retrieved_share"]
+LSH_ROWS = 500  # evaluation rows the retrieval is measured on (a dense pass each time)
 
 
 class SlideModel:
-    """Adapts slide.Network to slide.training.protocol.Model."""
+    """Adapts slide.Network to slide.training.protocol.Model. With `lsh_csv`, every evaluation also records
+    how well the output layer's tables retrieve the dense top-20 and where the training active sets came from."""
 
-    def __init__(self, net):
+    def __init__(self, net, lsh_csv: str | Path | None = None):
         self.net = net
+        self.lsh_csv = Path(lsh_csv) if lsh_csv is not None else None
+        self._lsh_rows: list[dict] = []
+        self._counts = dict(net.active_counts)
+
+    def diagnostics(self, step: int, eval_split: Split) -> None:
+        if self.lsh_csv is None:
+            return
+        stats = self.net.lsh_stats(eval_split.rows(np.arange(min(LSH_ROWS, eval_split.n))), k=min(20, self.net.native.n_labels))
+        now = dict(self.net.active_counts)
+        d = {k: now[k] - self._counts[k] for k in now}
+        self._counts = now
+        per = max(d["samples"], 1)
+        active = d["labels"] + d["retrieved"] + d["random"]
+        self._lsh_rows.append({"step": step, "candidates": stats["candidates"], "recall": stats["recall"],
+                               "top1": stats["top1"], "k": stats["k"],
+                               "labels_per_sample": d["labels"] / per, "retrieved_per_sample": d["retrieved"] / per,
+                               "random_per_sample": d["random"] / per,
+                               "retrieved_share": d["retrieved"] / active if active else float("nan")})
+        write_csv(self.lsh_csv, LSH_COLUMNS, self._lsh_rows)
+
+    def final_extras(self, test: Split, batch_size: int) -> dict:
+        """Test P@1/3/5 and milliseconds per row of dense (every neuron) and sparse (retrieved neurons) inference."""
+        from .protocol import TOPK, precision_at_k
+
+        out = {}
+        for mode in ("dense", "sparse"):
+            t0 = time.perf_counter()
+            preds = [self.net.predict_topk(test.rows(np.arange(s, min(s + batch_size, test.n))), TOPK,
+                                           sparse=mode == "sparse")[0] for s in range(0, test.n, batch_size)]
+            seconds = time.perf_counter() - t0
+            p = precision_at_k(np.concatenate(preds) if preds else np.zeros((0, TOPK), np.int64), test)
+            out[mode] = {"p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5],
+                         "ms_per_row": 1e3 * seconds / max(test.n, 1)}
+        return {"inference_modes": out}
 
     def train_batch(self, batch: Split) -> float:
         return self.net.train_batch(batch)
@@ -27,6 +69,9 @@ class SlideModel:
 
     def load(self, path: Path) -> None:
         self.net.load_state(path)
+        # a resumed run keeps the retrieval rows up to its checkpoint (a killed run may have written more)
+        if self.lsh_csv is not None and self.lsh_csv.exists():
+            self._lsh_rows = [r for r in read_csv(self.lsh_csv) if int(r["step"]) <= self.net.step]
 
     def info(self) -> dict:
         info = self.net.info()
@@ -56,7 +101,7 @@ def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads
           f"hidden {config['model']['hidden']}, {net.info()['isa']} kernels, {threads} threads")
     build = Path(build_dir) / "build.json" if build_dir is not None else None
     fingerprint = run_fingerprint("slide", config, meta, read_json(build) if build and build.exists() else None)
-    return run_training(SlideModel(net), "slide", train, test, cfg, out_dir, progress=progress,
+    return run_training(SlideModel(net, Path(out_dir) / "lsh.csv"), "slide", train, test, cfg, out_dir, progress=progress,
                         fingerprint=fingerprint)
 
 
@@ -64,3 +109,8 @@ def _version() -> str:
     from .. import __version__
 
     return __version__
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k in ("step", "k") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
