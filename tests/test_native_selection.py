@@ -57,6 +57,10 @@ def mips_query(h: np.ndarray) -> np.ndarray:
     return np.c_[h, np.ones(len(h)), np.zeros(len(h))]
 
 
+def _csr(x):
+    return x.indptr.astype(np.int64), x.indices.astype(np.int32), x.data.astype(np.float32)
+
+
 def all_params(net: Network) -> list[np.ndarray]:
     n = net.native
     return [a for l in range(2) for a in (n.weights(l), n.bias(l))]
@@ -113,7 +117,7 @@ def test_planted_recall_is_not_what_a_random_or_shuffled_selection_gets():
     # the same stats on the same network, but queried with rows of another group: its candidates are that
     # group's labels, so the recall of the true top-5 must collapse to about chance
     net = planted_net(KMEANS_AUTO)
-    x, y = planted(200, 7)
+    x, _ = planted(200, 7)
     good = net.lsh_stats(x, k=5, budget=100)
     Z = logits(net, x)
     top = np.argsort(-Z, axis=1)[:, :5]
@@ -254,9 +258,9 @@ def test_sparse_inference_scores_only_the_inference_budget():
     Z = logits(net, x)
     np.testing.assert_allclose(scores[:, :30], np.take_along_axis(Z, ids[:, :30].astype(np.int64), 1), rtol=1e-4,
                                atol=1e-5)
-    # the default inference budget is 4 x min_active (network.hpp inference_neurons())
+    # the default inference budget is 2 x min_active (network.hpp inference_neurons())
     default = small_net(out, n_labels=150, min_active=16)
-    assert default.lsh_stats(x, k=5)["candidates"] == 64
+    assert default.lsh_stats(x, k=5)["candidates"] == 32
 
 
 # ---- 4. codes by the blocked (GEMM) kernels = codes one vector at a time --------------------------
@@ -373,6 +377,24 @@ def test_active_set_is_labels_then_retrieved_unique_within_the_budget(out):
         assert full[:n] == got[:n]
 
 
+@pytest.mark.parametrize("share,min_active", [(0.5, 20), (0.25, 60), (1.0, 20), (0.5, 500)])
+def test_log_q_weighted_random_negatives_estimate_the_full_softmax(share, min_active):
+    # all-zero parameters: every logit is 0, so the full softmax loss is log N. The active set scores
+    # labels + retrieved + random; weighting each random one by (neurons not chosen otherwise) / (random ones)
+    # makes the partition sum exactly N again. Unweighted, it would be log(min_active).
+    n_labels = 200
+    net = Network(30, n_labels, hidden=(8,), layers=[DENSE, KMEANS_AUTO], seed=1, threads=1, init_std=0.0,
+                  init_bias_std=0.0, min_active=min_active, random_share=share)
+    loss = net.train_batch(random_csr(16, 30, 0.2, seed=2), random_labels(16, n_labels, 3))
+    assert loss == pytest.approx(np.log(n_labels), rel=1e-5)
+    # the control: the original's selection (one 1-id bucket, padded to min_active), no weighting
+    tiny = {"hash": "dwta", "K": 1, "L": 1, "range_pow": 1, "sparsity": 0.1}
+    union = Network(30, n_labels, hidden=(8,), layers=[DENSE, tiny], seed=1, threads=1, init_std=0.0,
+                    init_bias_std=0.0, min_active=min_active, pad_below=10_000, bucket_size=1, **ORIGINAL)
+    loss = union.train_batch(random_csr(16, 30, 0.2, seed=2), random_labels(16, n_labels, 3))
+    assert loss == pytest.approx(np.log(min(min_active, n_labels)), rel=1e-5)
+
+
 # ---- 6. 'auto' LSH sizes ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n_labels,min_active", [(2000, 50), (3000, 100), (500, 64), (100, 8), (64, 1000)])
@@ -395,7 +417,7 @@ def test_auto_srp_and_dwta_sizes_are_valid(kind, n_labels, min_active):
     o = net.native.output_lsh
     assert o["hash"] == kind and o["L"] == 32 and 1 <= o["K"] <= 30 and 1 <= o["range_pow"] <= 30
     assert o["range_pow"] == min(30, o["K"] * (3 if kind == "dwta" else 1))
-    # the tables' buckets together hold a few budgets' worth: N * L / 2^range_pow within 4x of 4 * budget
+    # the L buckets a query reaches hold at least a budget's worth of neurons on average
     per_query = n_labels * o["L"] / 2 ** o["range_pow"]
     assert per_query >= min(n_labels, min_active), o
     x = random_csr(4, 20, 0.3, seed=1)
@@ -426,9 +448,6 @@ def test_bad_kmeans_and_selection_options_are_clear_errors():
     with pytest.raises(ValueError, match="K = 1, L = 1"):
         Network(20, 300, hidden=(8,), layers=[DENSE, {"hash": "kmeans", "K": 2, "L": 1, "range_pow": 3,
                                                        "sparsity": 0.1}], threads=1)
-    with pytest.raises(ValueError, match="cells exceed"):
-        Network(20, 30, hidden=(8,), layers=[DENSE, {"hash": "kmeans", "K": 1, "L": 1, "range_pow": 6,
-                                                      "sparsity": 0.1}], threads=1)
     with pytest.raises(ValueError, match="'dwta', 'srp' or 'kmeans'"):
         Network(20, 30, hidden=(8,), layers=[DENSE, {"hash": "kmean", "sparsity": 0.1}], threads=1)
     with pytest.raises(ValueError, match="select must be 'union' or 'topk'"):
@@ -443,9 +462,6 @@ def test_bad_kmeans_and_selection_options_are_clear_errors():
     with pytest.raises(ValueError, match=r"k must be in \[1, 30\]"):
         net.lsh_stats(random_csr(2, 20, 0.3, 1), k=31)
 
-
-def _csr(x):
-    return x.indptr.astype(np.int64), x.indices.astype(np.int32), x.data.astype(np.float32)
 
 
 def test_network_defaults_are_kmeans_mips_topk():
@@ -517,3 +533,13 @@ def test_mips_topk_training_is_independent_of_thread_count(out, threads, isa):
     np.testing.assert_array_equal(pa[0], pb[0])
     np.testing.assert_array_equal(pa[1], pb[1])
     assert sa == sb
+
+
+def test_topk_needs_a_budget_and_tiny_layers_still_build():
+    with pytest.raises(ValueError, match="select 'topk' needs min_active >= 1"):
+        Network(10, 50, hidden=(4,), min_active=0)
+    Network(10, 50, hidden=(4,), layers=[DENSE, DENSE], min_active=0)  # a dense output layer has no budget
+    net = Network(10, 1, hidden=(4,))  # auto: more k-means cells than neurons; the extra cells stay empty
+    x = random_csr(3, 10, 0.5, seed=1)
+    assert net.train_batch(x, [[0], [0], []]) >= 0
+    assert net.predict_topk(x, 1, sparse=True)[0].tolist() == [[0], [0], [0]]

@@ -133,6 +133,7 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (!(cfg.random_share >= 0 && cfg.random_share <= 1))
     throw std::invalid_argument("random_share must be in [0, 1]");
   if (cfg.inference_budget < 0) throw std::invalid_argument("inference_budget must be >= 0");
+
   k_ = &select_kernels(cfg.isa);
   pages_ = parse_page_policy(cfg.hugepages);
   const Replacement repl = parse_replacement(cfg.replacement);
@@ -180,6 +181,8 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     Rng brng(mix(cfg.seed, 0x2000 + l));
     for (auto& v : L.b) v = bsd * draw(brng);
     if (L.sparse) {
+      if (cfg.select == "topk" && cfg.min_active < 1)
+        throw std::invalid_argument("select 'topk' needs min_active >= 1: it is the active-set budget per sample");
       LayerSpec& rs = cfg_.layers[l];
       resolve_auto(rs, cfg.min_active);
       L.hdim = L.in_dim + (cfg.mips ? 2 : 0);
@@ -825,12 +828,11 @@ void Network::refine_cells(Layer& L, int iterations, bool reseed) {
   const int C = L.hash.cells(), D = L.hdim;
   const std::int64_t N = L.size;
   std::vector<float> cent(static_cast<std::size_t>(C) * D, 0.f);
-  if (reseed) {
-    if (C > N) throw std::invalid_argument("hash 'kmeans': 2^range_pow cells exceed the layer's " + std::to_string(N) + " neurons");
+  if (reseed) {  // more cells than neurons: the extra cells keep a zero centroid and stay empty
     Rng rng(mix(cfg_.seed, kSeedCells + li, static_cast<std::uint64_t>(rebuild_count_)));
     std::vector<std::int32_t> pick(N);
     std::iota(pick.begin(), pick.end(), 0);
-    for (int i = 0; i < C; ++i) {
+    for (int i = 0; i < std::min<std::int64_t>(C, N); ++i) {
       std::swap(pick[i], pick[i + rng.below(N - i)]);
       hash_vector(L, pick[i], cent.data() + static_cast<std::size_t>(i) * D);
     }

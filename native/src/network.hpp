@@ -39,9 +39,9 @@ struct NetConfig {
   // [w - mean(w), b, sqrt(M^2 - |w - mean(w)|^2 - b^2)] / M and each query as [h, 1, 0], so the angle the
   // hash measures ranks neurons exactly as their scores do (centering shifts every score of a query equally).
   bool mips = false;
-  // Sparse inference (select: topk): neurons retrieved and scored per row; 0 = 4 x min_active.
+  // Sparse inference (select: topk): neurons retrieved and scored per row; 0 = 2 x min_active.
   int inference_budget = 0;
-  int inference_neurons() const { return inference_budget > 0 ? inference_budget : 4 * min_active; }
+  int inference_neurons() const { return inference_budget > 0 ? inference_budget : 2 * min_active; }
   // Where padding starts: "batch" = one random start shared by the batch (what the original does in
   // practice: it reseeds rand() with time(NULL) per sample, so all samples within a second share it);
   // "sample" = an independent start per sample.
