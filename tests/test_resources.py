@@ -109,3 +109,11 @@ def test_rules_carry_their_resources_and_the_command_line_cannot_remove_them(tmp
     assert re.search(r"rule train_slide:(?:(?!\n\n).)*threads: 2\n", out, re.S)  # capped by cluster.cores
     prep = _resources_in_dry_run(out, "prepare")
     assert prep["runtime"] == "120" and int(prep["mem_mb"]) > 200
+
+
+def test_unknown_cluster_keys_are_rejected(tmp_path):
+    wd = workflow_copy(tmp_path / "wf")
+    (wd / "cluster.yaml").write_text("cluster: {cores: 2, nodes: 3}\n")
+    r = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/tiny.yaml", "cluster.yaml", timeout=300)
+    assert r.returncode != 0
+    assert "nodes" in r.stdout + r.stderr and "Additional properties are not allowed" in r.stdout + r.stderr
