@@ -117,3 +117,16 @@ def test_unknown_cluster_keys_are_rejected(tmp_path):
     r = snakemake(wd, "-n", "--cores", "2", "--configfile", "config/tiny.yaml", "cluster.yaml", timeout=300)
     assert r.returncode != 0
     assert "nodes" in r.stdout + r.stderr and "Additional properties are not allowed" in r.stdout + r.stderr
+
+
+def test_auto_hash_settings_resolve_like_the_core():
+    # k-means cells of about min_active / 2 neurons, at most 2^16; DWTA: 32 tables, 3 bits per hash
+    assert R.hash_settings({"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto"}, 670_091, 1000) == (1, 1, 10)
+    assert R.hash_settings({"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto"}, 10_000, 1000) == (1, 1, 4)
+    assert R.hash_settings({"hash": "dwta", "K": "auto", "L": "auto", "range_pow": "auto"}, 670_091, 1000) == (4, 32, 12)
+    assert R.hash_settings({"hash": "srp", "K": "auto", "L": 8, "range_pow": "auto"}, 670_091, 1000) == (10, 8, 10)
+    assert R.hash_settings({"hash": "dwta", "K": 6, "L": 50, "range_pow": 18}, 670_091, 1000) == (6, 50, 18)
+    cfg = {**CFG, "slide": {"min_active": 1000, "layers": [
+        {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0},
+        {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.005}]}}
+    assert 1e9 < R.slide_bytes(AMAZON, cfg, threads=32) < 2e9

@@ -116,6 +116,30 @@ def _layer_sizes(shape: Shape, model: dict) -> list[tuple[int, int]]:
     return list(zip(dims[:-1], dims[1:]))
 
 
+def hash_settings(spec: dict, size: int, min_active: int) -> tuple[int, int, int]:
+    """K, L, range_pow of a sparse layer, with `auto` values resolved as the native core resolves them
+    (cells of about min_active / 2 neurons for k-means; 32 tables returning about 4x the budget otherwise)."""
+    K, L, rp = (spec[k] for k in ("K", "L", "range_pow"))
+    n, budget = max(size, 1), max(1, min(min_active, size))
+
+    def clamp(v, hi):
+        return int(min(max(math.floor(v + 0.5), 1), hi))
+
+    if spec.get("hash") == "kmeans":
+        K = 1 if K == "auto" else K
+        L = 1 if L == "auto" else L
+        if rp == "auto":
+            rp = clamp(math.log2(max(2.0, 2 * n / budget)), min(16, max(1, int(math.log2(n)))))
+        return K, L, rp
+    L = 32 if L == "auto" else L
+    per_hash = 3 if spec.get("hash") == "dwta" else 1
+    if K == "auto":
+        K = clamp(math.log2(max(2.0, n * L / (4 * budget))) / per_hash, 30)
+    if rp == "auto":
+        rp = min(30, K * per_hash)
+    return K, L, rp
+
+
 def slide_bytes(shape: Shape, cfg: dict, threads: int) -> int:
     """train_slide: parameters with Adam state, LSH tables, per-thread and per-batch buffers, the data."""
     layers = _layer_sizes(shape, cfg["model"])
@@ -125,11 +149,14 @@ def slide_bytes(shape: Shape, cfg: dict, threads: int) -> int:
     for (fan_in, size), spec in zip(layers, specs):
         total += 3 * 4 * (fan_in * size + size)  # weights, Adam m and v (and the biases')
         if spec["sparsity"] < 1:  # an LSH layer
-            buckets = 2 ** spec["range_pow"]
-            total += spec["L"] * size * 4 * 2               # table ids + bucket codes while rebuilding
-            total += spec["L"] * (buckets + 1) * 4           # bucket offsets
+            _, L, range_pow = hash_settings(spec, size, cfg["slide"].get("min_active", 1000))
+            buckets = 2 ** range_pow
+            total += L * size * 4 * 2                        # table ids + bucket codes while rebuilding
+            total += L * (buckets + 1) * 4                   # bucket offsets
             total += size * 4 * 3                            # insertion order, row <-> id permutation
             total += threads * (2 * buckets * 4 + fan_in * 8 * 4)  # per-thread bucket counters, weight tiles
+            if spec["hash"] == "kmeans":                     # centroids (hash vectors: fan_in + 2), a copy
+                total += 2 * buckets * (fan_in + 2) * 4 + threads * buckets * 4 * 2  # + per-thread cell ranks
     hidden = sum(cfg["model"]["hidden"])
     batch = max(train["batch_size"], train.get("eval_batch_size", 1024))
     total += batch * hidden * 4 * 2                                        # activations and their gradients
