@@ -14,9 +14,6 @@ PROFILES = ROOT / "workflow" / "profiles"
 CONFIGS = ["config/config.yaml", "config/amazon670k.yaml"]
 PLUGINS = {"slurm": ["snakemake_executor_plugin_slurm"],
            "kubernetes": ["snakemake_executor_plugin_kubernetes", "snakemake_storage_plugin_fs"]}
-HEAVY = ["prepare", "shuffle", "build_native", "train_slide", "train_slide_sweep", "train_tf_full",
-         "train_tf_full_sweep", "train_tf_sampled", "train_tf_sampled_sweep"]
-TRAIN = [r for r in HEAVY if r.startswith("train_")]
 
 
 def _profile(name):
@@ -57,31 +54,30 @@ def test_profile_parses_without_dry_run(name):
 
 
 @pytest.mark.parametrize("name", ["default", "slurm", "kubernetes"])
-def test_every_heavy_rule_has_memory_and_runtime_sized_for_amazon670k(name):
-    res = _profile(name)["set-resources"]
-    for rule in HEAVY:
-        assert res[rule]["mem_mb"] >= 1000 and res[rule]["runtime"] >= 10, (name, rule)
-    for rule in TRAIN:
-        assert res[rule]["mem_mb"] >= 32000, (name, rule)  # 6.7 GB of LSH tables alone for SLIDE
-    assert res["train_slide"] == {k: v for k, v in res["train_slide_sweep"].items()}
-
-
-def test_the_profiles_agree_on_resources():
-    base = {r: {k: v[k] for k in ("mem_mb", "runtime")} for r, v in _profile("default")["set-resources"].items()}
-    for name in ("slurm", "kubernetes"):
-        other = {r: {k: v[k] for k in ("mem_mb", "runtime")} for r, v in _profile(name)["set-resources"].items()}
-        assert other == base, name
+def test_profiles_leave_memory_threads_and_runtime_to_the_rules(name):
+    # the rules compute them from the data (slide.resources); fixed numbers here would override them
+    p = _profile(name)
+    for key in ("default-resources", "set-resources", "set-threads"):
+        assert key not in p, (name, key)
 
 
 @pytest.mark.parametrize("name", ["slurm", "kubernetes"])
-def test_cluster_profiles_size_cpus_per_rule(name):
-    p = _profile(name)
-    assert isinstance(p["cores"], int)  # threads: workflow.cores needs it outside -n
-    for rule in TRAIN + ["build_native"]:
-        assert p["set-threads"][rule] >= 1, rule
-    if name == "slurm":  # timed jobs get whole nodes; the plugin rejects options it manages itself
-        for rule in TRAIN:
-            assert "--exclusive" in p["set-resources"][rule]["slurm_extra"]
+def test_cluster_profiles_give_cores(name):
+    assert isinstance(_profile(name)["cores"], int)  # threads of training/build rules need it outside -n
+
+
+def test_slurm_profile_works_without_slurmdbd():
+    _need_plugins("slurm")
+    from dataclasses import fields
+
+    from snakemake_executor_plugin_slurm import ExecutorSettings
+
+    p = _profile("slurm")
+    options = {k.removeprefix("slurm-").replace("-", "_"): v for k, v in p.items() if k.startswith("slurm-")}
+    known = {f.name for f in fields(ExecutorSettings)}
+    assert set(options) <= known, set(options) - known  # real option names of the pinned plugin
+    assert options["status_command"] == "squeue"  # sacct fails without accounting storage
+    assert options["init_seconds_before_status_checks"] <= 10
 
 
 def test_the_cluster_extra_pins_the_plugins():

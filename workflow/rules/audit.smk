@@ -17,6 +17,8 @@ rule benchmarks:
         ),
     log:
         "results/logs/benchmarks/benchmarks.log",
+    resources:
+        **job_resources("benchmarks"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -33,6 +35,8 @@ rule verify:
         manifest="results/provenance.json",
     log:
         "results/logs/verify/verify.log",
+    resources:
+        **job_resources("verify"),
     conda:
         "../../envs/slide.yaml"
     script:

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from slide import resources as res
 from slide import sweep as sweeps
 
 min_version("9.0")
@@ -81,3 +82,38 @@ def final_targets():
         *FIGURE_TARGETS,
         *AUDIT_TARGETS,
     ]
+
+
+# --- what each job asks for (slide.resources): one place for every profile ----------------------------------
+# Memory comes from the data's shape: the config at planning time, the prepared files once they exist
+# (Snakemake re-evaluates resources when a job is ready to run). Command-line --default-resources or
+# --set-resources are not needed, and cannot remove these.
+CLUSTER = res.Cluster.from_config(config.get("cluster"))
+
+
+def node_threads():
+    """threads: of training and build rules: every core Snakemake may use, at most a node's (cluster.cores)."""
+    return res.threads(workflow.cores, CLUSTER)
+
+
+def job_resources(rule):
+    """resources: of `rule`: mem_mb from the data's shape, runtime, and the SLURM partition/account if set."""
+
+    def mem_mb(wildcards, threads):
+        from slide.data.prepare import raw_sources
+
+        cfg = {**config, **variant_config(wildcards)} if "variant" in wildcards.keys() else config
+        shape = res.dataset_shape(config["dataset"], DATA, list(raw_sources(config["dataset"], DATASET).values()))
+        return res.mem_mb(rule, shape, cfg, threads, CLUSTER)
+
+    return {"mem_mb": mem_mb, **res.scheduler_resources(rule, CLUSTER)}
+
+
+onstart:
+    # SLURM: compare every planned job with the partition's nodes before submitting anything (slide.cluster)
+    if workflow.executor_plugin is not None and workflow.executor_plugin.name == "slurm":
+        from slide import cluster as slurm
+
+        slurm.preflight([slurm.Request(job.rule.name, job.threads, int(job.resources.get("mem_mb", 0)),
+                                       job.resources.get("runtime"), job.resources.get("slurm_partition"))
+                         for job in workflow.dag.needrun_jobs()])

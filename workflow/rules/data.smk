@@ -25,6 +25,8 @@ if DATASET_CFG["source"] == "synthetic":
             "results/benchmarks/synthesize/{dataset}.tsv"
         params:
             synthetic=DATASET_CFG.get("synthetic") or {},
+        resources:
+            **job_resources("synthesize"),
         conda:
             "../../envs/slide.yaml"
         script:
@@ -47,6 +49,8 @@ if DATASET_CFG["source"] == "download":
         params:
             download=DATASET_CFG.get("download") or {},
             cache=lambda wildcards: f"resources/download/{wildcards.dataset}",
+        resources:
+            **job_resources("download"),
         conda:
             "../../envs/slide.yaml"
         script:
@@ -80,6 +84,8 @@ rule prepare:
         n_features=DATASET_CFG.get("n_features"),
         n_labels=DATASET_CFG.get("n_labels"),
         split_column=(DATASET_CFG.get("local") or {}).get("split_column", 1),
+    resources:
+        **job_resources("prepare"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -107,6 +113,8 @@ rule shuffle:
         # prepare's settings again: a config change then reruns the data stage even when a failed prepare
         # left no intermediate files behind (Snakemake compares params only of jobs whose outputs exist)
         prepare={k: DATASET_CFG.get(k) for k in ("source", "n_features", "n_labels", "local", "download", "synthetic")},
+    resources:
+        **job_resources("shuffle"),
     conda:
         "../../envs/slide.yaml"
     script:

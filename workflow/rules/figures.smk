@@ -43,6 +43,8 @@ rule figures:
         "results/logs/figures/figures.log",
     params:
         **_REPORT_PARAMS,
+    resources:
+        **job_resources("figures"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -70,6 +72,8 @@ rule summary:
         "results/logs/summary/summary.log",
     params:
         **_REPORT_PARAMS,
+    resources:
+        **job_resources("summary"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -95,6 +99,8 @@ rule provenance:
         "results/logs/provenance/provenance.log",
     params:
         config=config,  # a config change rewrites the record
+    resources:
+        **job_resources("provenance"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -115,6 +121,8 @@ rule report_environment:
         ),
     log:
         "results/logs/report_environment/environment.log",
+    resources:
+        **job_resources("report_environment"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -152,6 +160,8 @@ if len(SWEEP.get("threads") or []) > 1:
             "results/logs/figures/thread_scaling.log",
         params:
             **_REPORT_PARAMS,
+        resources:
+            **job_resources("thread_scaling"),
         conda:
             "../../envs/slide.yaml"
         script:

@@ -9,7 +9,9 @@ rule build_native:
         "results/logs/build_native/build.log",
     benchmark:
         "results/benchmarks/build_native/build.tsv"
-    threads: workflow.cores
+    threads: node_threads()
+    resources:
+        **job_resources("build_native"),
     conda:
         "../../envs/slide.yaml"
     script:

@@ -16,6 +16,8 @@ rule check_system:
         policy=config["system"]["policy"],
         hugepages_2mb=config["system"].get("hugepages_2mb", 0),
         hugepages_1gb=config["system"].get("hugepages_1gb", 0),
+    resources:
+        **job_resources("check_system"),
     conda:
         "../../envs/slide.yaml"
     script:

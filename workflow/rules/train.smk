@@ -15,11 +15,13 @@ rule train_slide:
         f"results/logs/train_slide/{DATASET}.log",
     benchmark:
         f"results/benchmarks/train_slide/{DATASET}.tsv"
-    threads: workflow.cores
+    threads: node_threads()
     params:
         model=config["model"],
         train=config["train"],
         slide=config["slide"],
+    resources:
+        **job_resources("train_slide"),
     conda:
         "../../envs/slide.yaml"
     script:
@@ -36,12 +38,14 @@ rule train_tf_full:
         f"results/logs/train_tf_full/{DATASET}.log",
     benchmark:
         f"results/benchmarks/train_tf_full/{DATASET}.tsv"
-    threads: workflow.cores
+    threads: node_threads()
     params:
         loss="full",
         model=config["model"],
         train=config["train"],
         tf=config["tf"],
+    resources:
+        **job_resources("train_tf_full"),
     conda:
         "../../envs/tensorflow.yaml"
     script:
@@ -58,12 +62,14 @@ rule train_tf_sampled:
         f"results/logs/train_tf_sampled/{DATASET}.log",
     benchmark:
         f"results/benchmarks/train_tf_sampled/{DATASET}.tsv"
-    threads: workflow.cores
+    threads: node_threads()
     params:
         loss="sampled",
         model=config["model"],
         train=config["train"],
         tf=config["tf"],
+    resources:
+        **job_resources("train_tf_sampled"),
     conda:
         "../../envs/tensorflow.yaml"
     script:
