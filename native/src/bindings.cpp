@@ -74,6 +74,30 @@ const char* const kNetworkOptions[] = {
     "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "select", "random_share", "mips", "inference_budget", "lr", "beta1", "beta2", "eps", "init_std",
     "init_bias_std", "init_truncated", "seed", "threads", "hugepages", "isa"};
 
+slide::LayerSpec layer_spec(const py::dict& d) {
+  slide::LayerSpec s;
+  if (!d.contains("size")) throw std::invalid_argument("every layer needs a size");
+  s.size = get_or<int>(d, "size", 0);
+  s.hash = get_or<std::string>(d, "hash", "dwta");
+  // K, L, range_pow: an integer, or "auto" (0) to size them from the layer and the budget (min_active)
+  auto lsh_int = [&d](const char* key) {
+    if (d.contains(key) && py::isinstance<py::str>(d[key])) {
+      if (d[key].cast<std::string>() != "auto")
+        throw std::invalid_argument(std::string("layer option '") + key + "' must be an integer or 'auto', got '" +
+                                    d[key].cast<std::string>() + "'");
+      return 0;
+    }
+    const int v = get_or<int>(d, key, 1);
+    if (v < 1) throw std::invalid_argument(std::string("layer option '") + key + "' must be >= 1 or 'auto'");
+    return v;
+  };
+  s.K = lsh_int("K");
+  s.L = lsh_int("L");
+  s.range_pow = lsh_int("range_pow");
+  s.sparsity = get_or<double>(d, "sparsity", 1.0);
+  return s;
+}
+
 slide::NetConfig net_config(const py::dict& c) {
   for (auto item : c) {
     const std::string k = py::str(item.first);
@@ -83,30 +107,7 @@ slide::NetConfig net_config(const py::dict& c) {
   slide::NetConfig n;
   if (!c.contains("n_features") || !c.contains("layers")) throw std::invalid_argument("config needs n_features and layers");
   n.n_features = get_or<std::int64_t>(c, "n_features", 0);
-  for (auto item : c["layers"].cast<py::list>()) {
-    py::dict d = item.cast<py::dict>();
-    slide::LayerSpec s;
-    if (!d.contains("size")) throw std::invalid_argument("every layer needs a size");
-    s.size = get_or<int>(d, "size", 0);
-    s.hash = get_or<std::string>(d, "hash", "dwta");
-    // K, L, range_pow: an integer, or "auto" (0) to size them from the layer and the budget (min_active)
-    auto lsh_int = [&d](const char* key) {
-      if (d.contains(key) && py::isinstance<py::str>(d[key])) {
-        if (d[key].cast<std::string>() != "auto")
-          throw std::invalid_argument(std::string("layer option '") + key + "' must be an integer or 'auto', got '" +
-                                      d[key].cast<std::string>() + "'");
-        return 0;
-      }
-      const int v = get_or<int>(d, key, 1);
-      if (v < 1) throw std::invalid_argument(std::string("layer option '") + key + "' must be >= 1 or 'auto'");
-      return v;
-    };
-    s.K = lsh_int("K");
-    s.L = lsh_int("L");
-    s.range_pow = lsh_int("range_pow");
-    s.sparsity = get_or<double>(d, "sparsity", 1.0);
-    n.layers.push_back(s);
-  }
+  for (auto item : c["layers"].cast<py::list>()) n.layers.push_back(layer_spec(item.cast<py::dict>()));
   n.bucket_size = get_or(c, "bucket_size", n.bucket_size);
   n.replacement = get_or(c, "replacement", n.replacement);
   n.min_active = get_or(c, "min_active", n.min_active);
@@ -224,6 +225,14 @@ PYBIND11_MODULE(_native, m) {
     for (std::size_t i = 0; i < std::size(kNetworkOptions); ++i) options[i] = py::str(kNetworkOptions[i]);
     m.attr("NETWORK_OPTIONS") = options;
     m.def("best_isa", &slide::best_isa, "Best kernel level this CPU runs: avx512, avx2 or scalar.");
+    m.def("resolve_lsh",
+          [](const py::dict& spec, int min_active) {
+            slide::LayerSpec s = layer_spec(spec);
+            slide::resolve_auto(s, min_active);
+            return py::make_tuple(s.K, s.L, s.range_pow);
+          },
+          py::arg("layer"), py::arg("min_active"),
+          "(K, L, range_pow) of a layer spec (with its size) once 'auto' values are resolved, as Network does.");
     m.def("page_stats", [] {
       const slide::PageStats p = slide::page_stats();
       py::dict d;

@@ -93,7 +93,7 @@ static float* row_ptr(std::vector<float>& m, std::int64_t row, int width) { retu
 // `auto` (0) K, L and range_pow of a sparse layer, from its size and the active-set budget (min_active).
 // k-means: cells of about budget/2 neurons, so a budget is filled from a few of the best cells.
 // DWTA / SRP: L = 32 tables whose buckets together return about 4x the budget, ranked by select: topk.
-static void resolve_auto(LayerSpec& s, int min_active) {
+void resolve_auto(LayerSpec& s, int min_active) {
   const double n = s.size, budget = std::max(1, std::min(min_active, s.size));
   auto clamp_pow = [](double v, int hi) { return static_cast<int>(std::clamp(std::lround(v), 1L, static_cast<long>(hi))); };
   if (s.hash == "kmeans") {

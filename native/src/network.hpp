@@ -21,6 +21,9 @@ struct LayerSpec {
   double sparsity = 1.0;      // 1 = dense layer (every neuron active); < 1 = LSH active sets
 };
 
+// Resolve `auto` (0) K, L and range_pow of a sparse layer of s.size neurons with a budget of min_active.
+void resolve_auto(LayerSpec& s, int min_active);
+
 struct NetConfig {
   std::int64_t n_features = 0;
   std::vector<LayerSpec> layers;  // hidden layers, then the output layer

@@ -117,27 +117,10 @@ def _layer_sizes(shape: Shape, model: dict) -> list[tuple[int, int]]:
 
 
 def hash_settings(spec: dict, size: int, min_active: int) -> tuple[int, int, int]:
-    """K, L, range_pow of a sparse layer, with `auto` values resolved as the native core resolves them
-    (cells of about min_active / 2 neurons for k-means; 32 tables returning about 4x the budget otherwise)."""
-    K, L, rp = (spec[k] for k in ("K", "L", "range_pow"))
-    n, budget = max(size, 1), max(1, min(min_active, size))
+    """K, L, range_pow of a sparse layer of `size` neurons, with `auto` values resolved by the native core."""
+    from .native import native
 
-    def clamp(v, hi):
-        return int(min(max(math.floor(v + 0.5), 1), hi))
-
-    if spec.get("hash") == "kmeans":
-        K = 1 if K == "auto" else K
-        L = 1 if L == "auto" else L
-        if rp == "auto":
-            rp = clamp(math.log2(max(2.0, 2 * n / budget)), min(16, max(1, int(math.log2(n)))))
-        return K, L, rp
-    L = 32 if L == "auto" else L
-    per_hash = 3 if spec.get("hash") == "dwta" else 1
-    if K == "auto":
-        K = clamp(math.log2(max(2.0, n * L / (4 * budget))) / per_hash, 30)
-    if rp == "auto":
-        rp = min(30, K * per_hash)
-    return K, L, rp
+    return tuple(native().resolve_lsh({**spec, "size": max(int(size), 1)}, int(min_active)))
 
 
 def slide_bytes(shape: Shape, cfg: dict, threads: int) -> int:
