@@ -71,7 +71,7 @@ T get_or(const py::dict& c, const char* key, T dflt) {
 // The keys of Network's config dict (slide.Network reads them from here: one list for both languages).
 const char* const kNetworkOptions[] = {
     "n_features", "layers", "bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild",
-    "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "select", "random_share", "mips", "inference_budget", "lr", "beta1", "beta2", "eps", "init_std",
+    "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "select", "random_share", "mips", "inference_budget", "adam_catchup", "lr", "beta1", "beta2", "eps", "init_std",
     "init_bias_std", "init_truncated", "seed", "threads", "hugepages", "isa"};
 
 slide::LayerSpec layer_spec(const py::dict& d) {
@@ -123,6 +123,7 @@ slide::NetConfig net_config(const py::dict& c) {
   n.random_share = get_or(c, "random_share", n.random_share);
   n.mips = get_or(c, "mips", n.mips);
   n.inference_budget = get_or(c, "inference_budget", n.inference_budget);
+  n.adam_catchup = get_or(c, "adam_catchup", n.adam_catchup);
   n.lr = get_or(c, "lr", n.lr);
   n.beta1 = get_or(c, "beta1", n.beta1);
   n.beta2 = get_or(c, "beta2", n.beta2);

@@ -20,10 +20,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
-constexpr std::uint32_t kFormat = 3;  // 2: hash tables stored; 3: k-means centroids stored
+constexpr std::uint32_t kFormat = 3;  // 2: hash tables stored; 3: k-means centroids and Adam update steps stored
 // Random streams (rng.hpp's mix): one constant per kind of random choice.
 constexpr std::uint64_t kSeedCells = 0xA000;  // k-means: the rows that seed the centroids at each rebuild
-constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
+constexpr int kBlock = 64;
+constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum                    // rows per block when rehashing (fixed: results do not depend on threads)
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -35,6 +36,7 @@ struct Network::Layer {
   HugeArray<float> P;
   std::int64_t ld = 0;  // row stride = cols
   std::vector<float> b, mb, vb;
+  std::vector<std::int64_t> last;  // adam_catchup: the step of each row's last Adam update (rows updated sparsely)
   float* w(std::int64_t r) { return P.data() + r * ld; }
   const float* w(std::int64_t r) const { return P.data() + r * ld; }
   float* m(std::int64_t r) { return P.data() + (rows() + r) * ld; }
@@ -580,6 +582,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
 
   const auto t_upd = Clock::now();
   ++step_;
+  if (cfg_.adam_catchup && !cfg_.dense_adam) prepare_idle_sums();
   for (int l = nh; l >= 0; --l) apply_adam(layers_[l], l, x);
   times_.update += since(t_upd);
 
@@ -611,8 +614,7 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
   const int nh = static_cast<int>(layers_.size()) - 1;
   const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
   const float eps = static_cast<float>(cfg_.eps);
-  const double t = static_cast<double>(step_);
-  const float lr_t = static_cast<float>(cfg_.lr * std::sqrt(1 - std::pow(cfg_.beta2, t)) / (1 - std::pow(cfg_.beta1, t)));
+  const float lr_t = static_cast<float>(adam_lr(step_));
   const int cols = L.cols();
 
   if (!L.input && li < nh) {
@@ -689,6 +691,8 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
     });
   }
   const std::vector<float>& V = L.input ? ws.D[0] : ws.H[nh - 1];  // per-sample vectors of length cols
+  const bool catchup = cfg_.adam_catchup && !cfg_.dense_adam;
+  if (catchup && L.last.empty()) L.last.assign(nrows, 0);
   const std::int64_t ntouched = static_cast<std::int64_t>(ws.touched.size());
 
 #pragma omp parallel num_threads(threads_)
@@ -703,6 +707,17 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
         k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
                         g.data());
         for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
+      }
+      if (catchup) {
+        const std::int64_t idle = step_ - 1 - L.last[r];
+        if (idle > 0) {
+          const float c = static_cast<float>(idle_step_sum(idle));
+          const float d1 = static_cast<float>(std::pow(cfg_.beta1, static_cast<double>(idle)));
+          const float d2 = static_cast<float>(std::pow(cfg_.beta2, static_cast<double>(idle)));
+          k_->adam_idle(L.w(r), L.m(r), L.v(r), cols, c, d1, d2, eps);
+          if (!L.input) k_->adam_idle(&L.b[r], &L.mb[r], &L.vb[r], 1, c, d1, d2, eps);
+        }
+        L.last[r] = step_;
       }
       k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
       if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
@@ -731,6 +746,31 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
     for (std::int64_t s = 0; s < B; ++s) k_->axpy(gb.data(), 1.f, ws.D[0].data() + s * L.size, L.size);
     k_->adam(L.b.data(), L.mb.data(), L.vb.data(), gb.data(), L.size, lr_t, b1, b2, eps);
   }
+}
+
+// Adam's bias-corrected step size at step s (>= 1).
+double Network::adam_lr(std::int64_t s) const {
+  const double t = static_cast<double>(s);
+  return cfg_.lr * std::sqrt(1 - std::pow(cfg_.beta2, t)) / (1 - std::pow(cfg_.beta1, t));
+}
+
+// With zero gradients, Adam's step i after a row's last update moves it by lr_i * ratio^i * m / sqrt(v), with
+// ratio = beta1 / sqrt(beta2) (eps neglected). idle_sums_[k] = sum over the k idle steps before this one
+// (steps step_-k .. step_-1) of lr_s * ratio^(s - last): S_k = ratio * (lr_(step-k) + S_(k-1)), S_0 = 0.
+void Network::prepare_idle_sums() {
+  const double ratio = cfg_.beta1 / std::sqrt(cfg_.beta2);
+  idle_sums_.assign(kIdleTable, 0.0);
+  for (int k = 1; k < kIdleTable && k < step_; ++k) idle_sums_[k] = ratio * (adam_lr(step_ - k) + idle_sums_[k - 1]);
+}
+
+double Network::idle_step_sum(std::int64_t idle) const {
+  if (idle < kIdleTable) return idle_sums_[idle];
+  // idle longer than the table: the terms right after the last update dominate (ratio^600 ~ 1e-27)
+  const double ratio = cfg_.beta1 / std::sqrt(cfg_.beta2);
+  const std::int64_t last = step_ - 1 - idle;
+  double sum = 0, w = 1;
+  for (std::int64_t i = 1; i <= 600; ++i) sum += adam_lr(last + i) * (w *= ratio);
+  return sum;
 }
 
 void Network::maybe_rehash() {
@@ -1100,6 +1140,9 @@ void Network::save(const std::string& path, const std::string& meta) const {
       put_array(f, L.b.data(), L.b.size());
       put_array(f, L.mb.data(), L.mb.size());
       put_array(f, L.vb.data(), L.vb.size());
+      // adam_catchup: each row's last update step (empty until the layer's first sparse update)
+      put(f, static_cast<std::uint64_t>(L.last.size()));
+      f.write(reinterpret_cast<const char*>(L.last.data()), static_cast<std::streamsize>(L.last.size() * sizeof(std::int64_t)));
       if (L.sparse) {  // the tables as they are: built from the weights of the last rehash, not the current ones
         put(f, static_cast<std::uint64_t>(L.tables.N()));
         f.write(reinterpret_cast<const char*>(L.tables.offsets()),
@@ -1150,6 +1193,17 @@ std::string Network::load(const std::string& path) {
     get_array(f, L.b.data(), L.b.size(), path, "biases");
     get_array(f, L.mb.data(), L.mb.size(), path, "bias first moments");
     get_array(f, L.vb.data(), L.vb.size(), path, "bias second moments");
+    {
+      std::uint64_t nl;
+      get(f, nl, path);
+      if (nl != 0 && nl != static_cast<std::uint64_t>(L.rows()))
+        throw std::runtime_error(path + ": Adam update steps of the wrong size (corrupt file?)");
+      L.last.assign(nl, 0);
+      if (nl && !f.read(reinterpret_cast<char*>(L.last.data()), static_cast<std::streamsize>(nl * sizeof(std::int64_t))))
+        throw std::runtime_error(path + ": truncated model file");
+      for (std::int64_t s : L.last)
+        if (s < 0 || s > step_) throw std::runtime_error(path + ": Adam update step outside [0, step] (corrupt file?)");
+    }
     if (L.sparse) {
       std::uint64_t n;
       get(f, n, path);

@@ -53,6 +53,9 @@ struct NetConfig {
   std::string schedule = "fixed";                 // fixed | exponential
   double schedule_growth = 1.1;                   // exponential: each interval is this times the last
   bool dense_adam = false, dwta_compat_shift = false;
+  // Sparse Adam: when a row is next touched, first take (in closed form) the steps dense Adam would have taken
+  // with zero gradient while the row was idle: momentum keeps moving it, as it does in a dense optimiser.
+  bool adam_catchup = false;
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   // Initialisation. The original: weights and biases N(0, 0.01). The pipeline's shared init (model.init_std):
   // weights truncated at 2 sd (as TensorFlow's truncated_normal), zero biases.
@@ -148,6 +151,10 @@ class Network {
   void rehash_layer(Layer& layer, bool new_functions);
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
+  double adam_lr(std::int64_t step) const;
+  void prepare_idle_sums();
+  double idle_step_sum(std::int64_t idle) const;
+  std::vector<double> idle_sums_;
 
   NetConfig cfg_;
   const Kernels* k_;

@@ -23,10 +23,11 @@ DEFAULT_LAYERS = [
     {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0},
     {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.005},
 ]
-# How the output layer's active set is chosen unless told otherwise: the best `min_active` neurons by
-# maximum-inner-product search, half of them random negatives (weighted as sampled softmax does).
-# The shipped SLIDE code: select="union", mips=False, random_share=0 with DWTA K 6, L 50, range_pow 18.
-SELECTION_DEFAULTS = {"select": "topk", "mips": True, "random_share": 0.5}
+# Options that differ from the shipped SLIDE code unless told otherwise: the output layer's active set is the
+# best `min_active` neurons by maximum-inner-product search, half of them random negatives (weighted as
+# sampled softmax does), and sparse Adam catches up on the momentum steps of a row's idle steps.
+# The shipped code: select="union", mips=False, random_share=0, adam_catchup=False with DWTA K 6, L 50, range_pow 18.
+DEFAULT_OPTIONS = {"select": "topk", "mips": True, "random_share": 0.5, "adam_catchup": True}
 # Keys of the core's config that Network sets itself; the others are options (native().NETWORK_OPTIONS,
 # documented in workflow/schemas/config.schema.yaml).
 _SET_BY_NETWORK = {"n_features", "layers", "lr", "seed", "threads"}
@@ -49,7 +50,7 @@ class Network:
         self.config = {
             "n_features": int(n_features),
             "layers": [{**spec, "size": size} for spec, size in zip(layers, sizes)],
-            "lr": float(lr), "seed": int(seed), "threads": int(threads or 0), **SELECTION_DEFAULTS, **options,
+            "lr": float(lr), "seed": int(seed), "threads": int(threads or 0), **DEFAULT_OPTIONS, **options,
         }
         self.inference = inference
         self._net = native().Network(self.config)
