@@ -765,11 +765,13 @@ void Network::prepare_idle_sums() {
 
 double Network::idle_step_sum(std::int64_t idle) const {
   if (idle < kIdleTable) return idle_sums_[idle];
-  // idle longer than the table: the terms right after the last update dominate (ratio^600 ~ 1e-27)
+  // Idle longer than the table: the terms right after the last update dominate (ratio^300 ~ 1e-14). Once the
+  // bias corrections have converged (beta2^s < 1e-9) every lr_s is cfg.lr: a geometric series.
   const double ratio = cfg_.beta1 / std::sqrt(cfg_.beta2);
   const std::int64_t last = step_ - 1 - idle;
+  if (std::pow(cfg_.beta2, static_cast<double>(last + 1)) < 1e-9) return cfg_.lr * ratio / (1 - ratio);
   double sum = 0, w = 1;
-  for (std::int64_t i = 1; i <= 600; ++i) sum += adam_lr(last + i) * (w *= ratio);
+  for (std::int64_t i = 1; i <= 300; ++i) sum += adam_lr(last + i) * (w *= ratio);
   return sum;
 }
 
