@@ -44,7 +44,7 @@ def main():
         net = Network.from_config(cfg, train.n_features, train.n_labels, threads=a.threads)
         tc = TrainConfig(batch_size=128, epochs=a.epochs, max_steps=a.max_steps, eval_every=a.eval_every,
                          eval_samples=a.eval_samples, seed=0)
-        finals[name] = run_training(SlideModel(net), name, train, test, tc, out / name, progress=False)
+        finals[name] = run_training(SlideModel(net, out / name / "lsh.csv"), name, train, test, tc, out / name, progress=False)
         with open(out / name / "metrics.csv", newline="") as f:
             curves[name] = {int(r["step"]): float(r["p_at_1"]) for r in csv.DictReader(f)}
     names = [n for n, _ in a.variant]

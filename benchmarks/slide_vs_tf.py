@@ -50,7 +50,7 @@ def main():
 
     net = Network.from_config({"model": model, "train": {"lr": a.lr, "seed": 0}, "slide": slide_cfg},
                               train.n_features, train.n_labels, threads=a.threads)
-    results["slide"] = run_training(SlideModel(net), "slide", train, test,
+    results["slide"] = run_training(SlideModel(net, out / "slide" / "lsh.csv"), "slide", train, test,
                                     TrainConfig(epochs=a.slide_epochs, **base), out / "slide")
 
     if a.reuse_tf:  # the same TF run compared against several SLIDE settings
