@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..atomic import atomic_path, read_json, write_json
+from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, write_json
 from ..data.csr import Split, load_split
 
 METRICS_COLUMNS = ["system", "step", "epoch", "train_seconds", "wall_seconds",
@@ -118,7 +119,8 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
 
     Resumes from out_dir/checkpoint if a killed run with the same `fingerprint` (a digest of
     everything that defines the run: config, data) left one; the checkpoint is removed on success.
-    Returns the final.json dict.
+    The checkpoint carries the metrics rows written so far, so a rerun rebuilds metrics.csv even
+    when Snakemake deleted it (docs/robustness.md). Returns the final.json dict.
     """
     from tqdm import tqdm
 
@@ -132,9 +134,11 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     eval_split = test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed))
 
     fingerprint = fingerprint or json.dumps(asdict(cfg), sort_keys=True)
+    _remove_partial_outputs(out)
     state, rows = _resume(model, ckpt_dir, fingerprint)
     if state.step:
         print(f"[{system}] resuming from step {state.step} ({ckpt_dir})", file=sys.stderr)
+        _write_metrics(metrics_path, rows)  # the rows so far, also when metrics.csv was deleted
     wall0 = time.perf_counter() - state.wall_seconds
     losses: list[float] = list(state.pending_losses or [])
 
@@ -173,7 +177,7 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
         if state.step < total and ((cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or end_of_epoch):
             state.wall_seconds = time.perf_counter() - wall0
             state.pending_losses = list(losses)
-            _checkpoint(model, ckpt_dir, state, metrics_path, fingerprint)
+            _checkpoint(model, ckpt_dir, state, rows, fingerprint)
     bar.close()
 
     t_final = time.perf_counter()
@@ -198,26 +202,66 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def _checkpoint(model: Model, ckpt_dir: Path, state: _State, metrics_path: Path, fingerprint: str) -> None:
-    # The checkpoint keeps its own copy of the metrics: Snakemake deletes a rerun job's outputs.
-    (ckpt_dir / "state.json").unlink(missing_ok=True)
+def _remove_partial_outputs(out: Path) -> None:
+    """Temporaries of the final model that a killed run left (the model saves through `.model.*`)."""
+    for entry in out.glob(".model.*"):
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _checkpoint(model: Model, ckpt_dir: Path, state: _State, rows: list[dict], fingerprint: str) -> None:
+    """Write checkpoint/step-<N>/{model, metrics.csv, state.json} so that a kill at any moment leaves a
+    complete checkpoint: everything is written and fsync'd in a temporary folder that is then renamed
+    into place; only then are the previous checkpoint and any leftovers removed.
+
+    The metrics rows come from memory, not from metrics.csv: Snakemake deletes a rerun job's outputs.
+    """
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    model.save(ckpt_dir / "model")
-    shutil.copyfile(metrics_path, ckpt_dir / "metrics.csv")
-    state.fingerprint = fingerprint
-    write_json(ckpt_dir / "state.json", asdict(state))  # written last: its presence marks a complete checkpoint
+    dest = ckpt_dir / f"step-{state.step:012d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=ckpt_dir))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; give it the permissions of a plain mkdir
+        model.save(tmp / "model")
+        _write_metrics(tmp / "metrics.csv", rows)
+        state.fingerprint = fingerprint
+        write_json(tmp / "state.json", asdict(state))
+        fsync_tree(tmp)
+        if dest.exists():  # this step was saved before (a resumed deterministic run): keep that one
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, dest)
+        fsync_path(ckpt_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_all_but(ckpt_dir, dest)
+
+
+def _remove_all_but(ckpt_dir: Path, keep: Path | None) -> None:
+    for entry in ckpt_dir.iterdir():
+        if entry != keep:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
 def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, list[dict]]:
-    state_path = ckpt_dir / "state.json"
-    if not state_path.exists():
+    """The newest complete checkpoint (a step-* folder; they only appear complete), after removing leftovers."""
+    if not ckpt_dir.is_dir():
         return _State(), []
-    state = _State(**json.loads(state_path.read_text()))
-    if state.fingerprint != fingerprint:
-        print(f"ignoring checkpoint {ckpt_dir}: it belongs to a different configuration", file=sys.stderr)
+    complete = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
+    latest = complete[-1] if complete else None
+    _remove_all_but(ckpt_dir, latest)  # temporary folders of a killed write, superseded checkpoints
+    if latest is None:
+        return _State(), []
+    saved = read_json(latest / "state.json")
+    if saved.get("fingerprint") != fingerprint:
+        print(f"ignoring checkpoint {latest}: it belongs to a different configuration", file=sys.stderr)
         shutil.rmtree(ckpt_dir)
         return _State(), []
-    model.load(ckpt_dir / "model")
-    with open(ckpt_dir / "metrics.csv", newline="") as f:
-        rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
+    try:
+        state = _State(**saved)
+        model.load(latest / "model")
+        with open(latest / "metrics.csv", newline="") as f:
+            rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise ValueError(f"{latest}: cannot resume from this checkpoint ({e}); "
+                         f"delete {ckpt_dir} to start the run over") from None
     return state, rows
