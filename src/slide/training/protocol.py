@@ -22,6 +22,7 @@ import numpy as np
 
 from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, write_json
 from ..data.csr import Split, load_split
+from ..memory import network_bytes, require_memory
 
 METRICS_COLUMNS = ["system", "step", "epoch", "train_seconds", "wall_seconds",
                    "p_at_1", "p_at_3", "p_at_5", "eval_samples", "loss"]
@@ -54,13 +55,20 @@ class TrainConfig:
         return cls(**{k: v for k, v in cfg.items() if k in known})
 
 
-def load_prepared(train_path, test_path, meta_path) -> tuple[Split, Split, dict]:
-    """The prepared dataset every trainer reads: both splits (same dimensions) and meta.json."""
+def load_prepared(train_path, test_path, meta_path, hidden=None) -> tuple[Split, Split, dict]:
+    """The prepared dataset every trainer reads: both splits (same dimensions) and meta.json.
+
+    With `hidden`, a network of those layers on the data's dimensions must fit in memory (checked
+    before anything that large is allocated)."""
     train, test = load_split(train_path), load_split(test_path)
     meta = read_json(meta_path)
     if (train.n_features, train.n_labels) != (test.n_features, test.n_labels):
         raise ValueError(f"{test_path}: {test.n_features} features / {test.n_labels} labels, but {train_path} has "
                          f"{train.n_features} / {train.n_labels}")
+    if hidden is not None:
+        require_memory(network_bytes(train.n_features, train.n_labels, hidden),
+                       f"{train_path}: a network {train.n_features} -> {' -> '.join(map(str, hidden))} -> "
+                       f"{train.n_labels} (weights and Adam moments)")
     return train, test, meta
 
 
@@ -124,6 +132,8 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     """
     from tqdm import tqdm
 
+    if train.n == 0 or test.n == 0:  # `prepare` refuses such data; direct callers get the same message
+        raise ValueError(f"the {'train' if train.n == 0 else 'test'} split has no data points; it needs at least one")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir, metrics_path = out / "checkpoint", out / "metrics.csv"
