@@ -201,3 +201,60 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
                                              np.zeros(1, np.int64), np.zeros(0, np.int32), 2, 2))
     assert not stale.exists() and live.exists()
     assert re.fullmatch(r"train\.npz", " ".join(p.name for p in tmp_path.iterdir() if p != live))
+
+
+@pytest.mark.slow
+def test_killed_train_slide_job_resumes_under_snakemake(tmp_path):
+    """The real rule: kill the train_slide script (Snakemake then deletes the job's outputs itself), rerun;
+    kill Snakemake with the whole job (the outputs stay, marked incomplete), unlock, rerun with --rerun-incomplete.
+    Each rerun resumes from the newest checkpoint; the result equals a forced fresh run (-R train_slide)."""
+    import os
+
+    import psutil
+    import yaml
+
+    from workflow_copy import snakemake, workflow_copy
+
+    wd = workflow_copy(tmp_path / "wf")
+    (wd / "kill.yaml").write_text(yaml.safe_dump({"train": {"epochs": 6, "eval_every": 7, "checkpoint_every": 5}}))
+    args = ["--cores", "2", "--configfile", "config/tiny.yaml", "kill.yaml"]
+    target = "results/runs/tiny/slide/final.json"
+    # targets before --configfile (it takes several values)
+    r = snakemake(wd, "results/build/build.json", "results/data/tiny/meta.json", *args, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run, log = wd / "results/runs/tiny/slide", wd / "results/logs/train_slide/tiny.log"
+
+    def start_and_kill(extra: list[str], after_step: int, whole_group: bool) -> int:
+        """Run the target; once a checkpoint newer than `after_step` exists, SIGKILL; return its step."""
+        out = open(tmp_path / "snakemake.out", "a")
+        p = subprocess.Popen([sys.executable, "-m", "snakemake", target, *extra, *args], cwd=wd, stdout=out,
+                             stderr=out, start_new_session=True)
+        deadline = time.monotonic() + 600
+        while newest_checkpoint(run) <= after_step:
+            assert p.poll() is None and time.monotonic() < deadline, "the run ended before a kill could land"
+            time.sleep(0.01)
+        if whole_group:
+            os.killpg(p.pid, signal.SIGKILL)
+        else:
+            (script,) = [c for c in psutil.Process(p.pid).children(recursive=True)
+                         if any("train_slide" in part for part in c.cmdline())]
+            script.send_signal(signal.SIGKILL)
+        p.wait(timeout=300)
+        assert p.returncode != 0
+        return newest_checkpoint(run)
+
+    first = start_and_kill([], 0, whole_group=False)
+    assert not (run / "metrics.csv").exists()  # Snakemake removed the failed job's outputs
+    second = start_and_kill([], first, whole_group=True)
+    assert f"resuming from step {first} " in log.read_text()
+    assert snakemake(wd, "--unlock", *args).returncode == 0  # what a user does after Snakemake was killed
+    r = snakemake(wd, target, "--rerun-incomplete", *args, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resuming from step {second} " in log.read_text()
+    model, rows = (run / "model").read_bytes(), metrics(run / "metrics.csv")
+    assert not (run / "checkpoint").exists()
+
+    r = snakemake(wd, target, *args, "-R", "train_slide", timeout=1200)  # uninterrupted, from step 0
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (run / "model").read_bytes() == model
+    assert metrics(run / "metrics.csv") == rows
