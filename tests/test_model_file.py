@@ -145,7 +145,8 @@ def test_absurd_thread_counts_are_refused_by_the_core(threads):
         Network(30, 40, hidden=(8,), layers=[DENSE, SPARSE], threads=threads)
 
 
-def test_corrupt_checkpoint_stops_the_resume_with_its_name(tmp_path):
+@pytest.mark.parametrize("victim", ["model", "metrics.csv"])
+def test_corrupt_checkpoint_stops_the_resume_with_its_name(tmp_path, victim):
     from slide.data.csr import Split
     from slide.training.protocol import TrainConfig, run_training
     from slide.training.slide_model import SlideModel
@@ -171,9 +172,10 @@ def test_corrupt_checkpoint_stops_the_resume_with_its_name(tmp_path):
         run_training(dying, "slide", split, split, cfg, tmp_path, progress=False)
     (ckpt,) = (tmp_path / "checkpoint").iterdir()
     assert ckpt.name == "step-000000000004"
-    data = bytearray((ckpt / "model").read_bytes())
-    data[first_weights_at(bytes(data)) + 1] ^= 0x40
-    (ckpt / "model").write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=rf"{ckpt}: cannot resume from this checkpoint \(.*checksum mismatch.*\); "
-                                         rf"delete {tmp_path / 'checkpoint'} to start the run over"):
+    data = bytearray((ckpt / victim).read_bytes())
+    data[first_weights_at(bytes(data)) + 1 if victim == "model" else len(data) // 2] ^= 0x04
+    (ckpt / victim).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{ckpt}: cannot resume from this checkpoint \(its files differ from the "
+                                         rf"sha256 recorded in state.json\); delete {tmp_path / 'checkpoint'} to "
+                                         "start the run over"):
         run_training(net(), "slide", split, split, cfg, tmp_path, progress=False)

@@ -290,7 +290,7 @@ def fetch_dataset(cfg: dict, train: str | os.PathLike, test: str | os.PathLike, 
         except DownloadError as e:
             if dist.get("sha256") is None and "damaged" in str(e):  # why the damage was not caught earlier
                 raise DownloadError(f"{e} (dataset.download.distributions.{name}.sha256 is null, so the cached "
-                                    f"archive could not be checked; pin it to {digest} only once it extracts)") from None
+                                    f"archive could not be checked; pin it only once one extracts)") from None
             raise
         return {archive.name: digest}
     out = {}

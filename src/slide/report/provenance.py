@@ -1,4 +1,5 @@
-"""results/provenance/<dataset>.json: what produced one dataset's results (code, packages, config, data, host, build, seeds).
+"""results/provenance/<dataset>.json: what produced one dataset's results (code, packages, config, data, host,
+build, seeds), and the sha256 of every file the run wrote (checked by slide.verify).
 
 Versions come from importlib.metadata, never by importing the packages (TensorFlow takes seconds to import).
 """

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, write_json
+from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, sha256_file, write_json
 from ..data.csr import Split, load_split
 from ..memory import network_bytes, require_memory
 
@@ -119,6 +119,7 @@ class _State:
     wall_seconds: float = 0.0
     fingerprint: str = ""
     pending_losses: list | None = None  # training losses since the last evaluation (for the next row's mean)
+    files: dict | None = None  # sha256 of every other file of the checkpoint (model, metrics.csv), checked on resume
 
 
 def run_training(model: Model, system: str, train: Split, test: Split, cfg: TrainConfig,
@@ -233,6 +234,7 @@ def _checkpoint(model: Model, ckpt_dir: Path, state: _State, rows: list[dict], f
         model.save(tmp / "model")
         _write_metrics(tmp / "metrics.csv", rows)
         state.fingerprint = fingerprint
+        state.files = _digests(tmp)
         write_json(tmp / "state.json", asdict(state))
         fsync_tree(tmp)
         if dest.exists():  # this step was saved before (a resumed deterministic run): keep that one
@@ -244,6 +246,12 @@ def _checkpoint(model: Model, ckpt_dir: Path, state: _State, rows: list[dict], f
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _remove_all_but(ckpt_dir, dest)
+
+
+def _digests(folder: Path, exclude: str = "") -> dict[str, str]:
+    """sha256 of every file below `folder` by relative path (a TF model is a directory)."""
+    return {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != exclude}
 
 
 def _remove_all_but(ckpt_dir: Path, keep: Path | None) -> None:
@@ -268,6 +276,8 @@ def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, lis
         return _State(), []
     try:
         state = _State(**saved)
+        if _digests(latest, exclude="state.json") != state.files:
+            raise ValueError("its files differ from the sha256 recorded in state.json")
         model.load(latest / "model")
         with open(latest / "metrics.csv", newline="") as f:
             rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
