@@ -261,3 +261,25 @@ def test_cached_archive_is_verified(server, tmp_path):
     cfg["strict"] = True
     with pytest.raises(DownloadError, match=f"d.zip: sha256 is not pinned; the downloaded file has sha256 {sha(good)}"):
         fetch_dataset(cfg, tmp_path / "train.txt", tmp_path / "test.txt", cache, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["zip", "tgz"])
+def test_damaged_cached_archive_without_sha256_names_it_and_says_to_delete_it(server, tmp_path, kind):
+    """With `sha256: null` nothing catches a damaged cached archive before extraction: the error must name
+    the cached file and say to delete it (every rerun would otherwise fail the same way)."""
+    member = b"1 4 2\n" + b"0 1:1\n" * 2000  # long enough that the damage lands in compressed data
+    archive = (_zip if kind == "zip" else _tar)({"a/train.txt": member, "a/test.txt": TEST})
+    damaged = bytearray(archive)
+    damaged[len(damaged) // 4] ^= 0xFF
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"d.{kind}").write_bytes(bytes(damaged))
+    dist = {"url": server.url + f"/d.{kind}", "sha256": None, "members": {"train": "a/train.txt", "test": "a/test.txt"}}
+    cfg = {"distribution": "d", "retries": 0, "distributions": {"d": dist}}
+    cached = cache / f"d.{kind}"
+    with pytest.raises(DownloadError) as e:
+        fetch_dataset(cfg, tmp_path / "raw/train.txt", tmp_path / "raw/test.txt", cache, progress=False)
+    msg = str(e.value)
+    assert msg.startswith(f"{cached}: ") and "damaged" in msg
+    assert f"delete {cached} and rerun to download it again" in msg and "sha256 is null" in msg
+    assert not (tmp_path / "raw" / "train.txt").exists() and server.requests == []

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from model_file import reseal
 from slide.data.csr import Split
 from slide.native import native
 from slide.training.protocol import METRICS_COLUMNS, TrainConfig, run_training
@@ -451,9 +452,10 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path, damage):
         data[8:12] = (99).to_bytes(4, "little")
     elif damage == "meta-length":
         data[12:20] = (2 ** 62).to_bytes(8, "little")
-    else:  # element count of the first weight block (after 8 int64/double counters)
-        pos = 20 + meta_len + 64
+    else:  # element count of the first weight block (after the header checksum and 8 int64/double counters)
+        pos = 20 + meta_len + 8 + 64
         data[pos:pos + 8] = (2 ** 40).to_bytes(8, "little")
+        data = reseal(data)  # reach the count check, not the checksum
     bad = tmp_path / f"{damage}.slide"
     bad.write_bytes(bytes(data))
     with pytest.raises((ValueError, RuntimeError), match=f"{damage}\\.slide"):
@@ -468,7 +470,7 @@ def test_model_file_with_unusable_metadata_is_a_value_error_naming_it(tmp_path, 
     data = good.read_bytes()
     meta_len = int.from_bytes(data[12:20], "little")
     bad = tmp_path / "badmeta.slide"
-    bad.write_bytes(data[:12] + len(meta).to_bytes(8, "little") + meta + data[20 + meta_len:])
+    bad.write_bytes(reseal(data[:12] + len(meta).to_bytes(8, "little") + meta + data[20 + meta_len:]))
     with pytest.raises(ValueError, match=r"badmeta\.slide"):
         Network.load(bad)
 

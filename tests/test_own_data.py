@@ -258,7 +258,7 @@ def test_round_trip_through_figures(tmp_path):
     for system in cfg["systems"]:
         final = json.loads((runs / system / "final.json").read_text())
         assert final["test_samples"] == N_TEST
-    for f in ("figures/time_vs_p1.png", "figures/steps_vs_p1.pdf", "summary.csv", "summary.md", "provenance.json"):
+    for f in ("figures/time_vs_p1.png", "figures/steps_vs_p1.pdf", "summary.csv", "summary.md", "provenance/sample.json"):
         assert (wd / "results" / f).stat().st_size > 0, f
     summary = (wd / "results" / "summary.csv").read_text()
     assert all(s in summary for s in cfg["systems"])

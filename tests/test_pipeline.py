@@ -36,7 +36,7 @@ def test_tiny_pipeline_end_to_end_with_report(tmp_path):
     res = wd / "results"
     for f in ("system/check.json", "build/build.json", "data/tiny/train.npz", "data/tiny/test.npz",
               "data/tiny/meta.json", "figures/time_vs_p1.png", "figures/time_vs_p1.pdf", "figures/steps_vs_p1.png",
-              "figures/steps_vs_p1.pdf", "summary.csv", "summary.md", "provenance.json"):
+              "figures/steps_vs_p1.pdf", "summary.csv", "summary.md", "provenance/tiny.json"):
         assert (res / f).stat().st_size > 0, f
     finals = {}
     for system in ("slide", "tf_full", "tf_sampled"):

@@ -27,8 +27,9 @@ def test_figure_targets_cover_the_end_products():
     block = SMK[SMK.index("FIGURE_TARGETS = ["):]
     targets = set(re.findall(r'"(results/[^"]+)"', block[:block.index("]")]))
     assert {"results/figures/time_vs_p1.png", "results/figures/time_vs_p1.pdf", "results/figures/steps_vs_p1.png",
-            "results/figures/steps_vs_p1.pdf", "results/summary.csv", "results/summary.md",
-            "results/provenance.json"} <= targets
+            "results/figures/steps_vs_p1.pdf", "results/summary.csv", "results/summary.md"} <= targets
+    # one provenance manifest per dataset
+    assert "PROVENANCE," in block[:block.index("]")] and 'PROVENANCE = f"results/provenance/{DATASET}.json"' in SMK
 
 
 def test_figures_config_validates_against_the_schema():
@@ -54,6 +55,11 @@ def _workdir(tmp_path: Path) -> Path:
         shutil.copy(RULES / f, wd / "workflow" / "rules" / f)
     shutil.copytree(ROOT / "envs", wd / "envs")
     shutil.copytree(FIX, wd / "results")
+    unshuffled = wd / "results/data/fixture/unshuffled"  # prepare's outputs, which the manifest records too
+    unshuffled.mkdir()
+    for f in ("train.npz", "test.npz"):
+        shutil.copy(FIX / "data/fixture" / f, unshuffled / f)
+    (unshuffled / "info.json").write_text("{}\n")
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["dataset"]["name"] = "fixture"
     (wd / "config").mkdir()
@@ -76,11 +82,11 @@ def test_rules_and_html_report_on_fixture_results(tmp_path):
     run("--lint")
     run("--cores", "1")
     for t in ("figures/time_vs_p1.png", "figures/time_vs_p1.pdf", "figures/steps_vs_p1.png",
-              "figures/steps_vs_p1.pdf", "summary.csv", "summary.md", "provenance.json",
+              "figures/steps_vs_p1.pdf", "summary.csv", "summary.md", "provenance/fixture.json",
               "report/summary.html", "report/environment.html"):
         assert (wd / "results" / t).stat().st_size > 0, t
     assert "3.27× to reach the target" in (wd / "results/summary.md").read_text()
     run("--report", "results/report.html")
     html = (wd / "results/report.html").read_text()
-    for name in ("time_vs_p1.png", "steps_vs_p1.png", "summary.html", "environment.html", "provenance.json"):
+    for name in ("time_vs_p1.png", "steps_vs_p1.png", "summary.html", "environment.html", "fixture.json"):
         assert name in html

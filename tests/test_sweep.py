@@ -140,7 +140,7 @@ def test_two_seeds_by_two_thread_counts_end_to_end_then_verify(tmp_path):
     bench = (tmp_path / "results" / "benchmarks.csv").read_text()
     assert "train_slide,tiny/seed1-t2" in bench
 
-    prov = json.loads((tmp_path / "results" / "provenance.json").read_text())
+    prov = json.loads((tmp_path / "results" / "provenance" / "tiny.json").read_text())
     assert sorted(Path(e["path"]).name for e in prov["runs"]["slide"]) == ["seed0-t1", "seed0-t2", "seed1-t1",
                                                                           "seed1-t2"]
     r = _snakemake(tmp_path, "verify", "--cores", "1", "--configfile", "config/tiny.yaml", "sweep.yaml")

@@ -211,7 +211,7 @@ def test_resumed_run_matches_uninterrupted(toy, tmp_path):
     dying.train_batch = train_then_die
     with pytest.raises(_Killed):
         run_training(dying, "tf_sampled", train, test, cfg, tmp_path / "run", progress=False)
-    assert (tmp_path / "run" / "checkpoint" / "state.json").exists()
+    assert (tmp_path / "run" / "checkpoint" / "step-000000000005" / "state.json").exists()
     run_training(model("sampled", seed=3), "tf_sampled", train, test, cfg, tmp_path / "run", progress=False)
 
     def metrics(d):

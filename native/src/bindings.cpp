@@ -349,12 +349,17 @@ PYBIND11_MODULE(_native, m) {
              py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("label_indptr"), py::arg("labels"),
              "One Adam step on a CSR batch; returns its mean cross-entropy.")
         .def("predict_topk",
-             [](Network& net, const py::array& indptr, const py::array& indices, const py::array& data, int k,
-                bool sparse) {
+             [](Network& net, const py::array& indptr, const py::array& indices, const py::array& data,
+                const py::int_& k_arg, bool sparse) {
                slide::Csr x = csr(indptr, indices, &data, "features");
-               if (k < 1 || k > net.n_labels())
+               // a Python int of any size: out of range is a ValueError, not pybind's TypeError
+               const long long k_ll = PyLong_AsLongLong(k_arg.ptr());
+               const bool overflow = k_ll == -1 && PyErr_Occurred();
+               if (overflow) PyErr_Clear();
+               if (overflow || k_ll < 1 || k_ll > net.n_labels())
                  throw std::invalid_argument("k must be in [1, " + std::to_string(net.n_labels()) + "], got " +
-                                             std::to_string(k));
+                                             py::str(k_arg).cast<std::string>());
+               const int k = static_cast<int>(k_ll);
                py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(k)});
                py::array_t<float> scores({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(k)});
                std::int32_t* pi = ids.mutable_data();

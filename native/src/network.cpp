@@ -1,6 +1,8 @@
 #include "network.hpp"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,11 +22,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
-constexpr std::uint32_t kFormat = 3;  // 2: hash tables stored; 3: k-means centroids and Adam update steps stored
+constexpr int kMaxThreads = 1024;
+// 2: hash tables stored; 3: checksums, fsync'd writes; 4: k-means centroids and Adam update steps stored
+constexpr std::uint32_t kFormat = 4;
 // Random streams (rng.hpp's mix): one constant per kind of random choice.
 constexpr std::uint64_t kSeedCells = 0xA000;  // k-means: the rows that seed the centroids at each rebuild
-constexpr int kBlock = 64;
-constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum                    // rows per block when rehashing (fixed: results do not depend on threads)
+constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
+constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -135,7 +139,9 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (!(cfg.random_share >= 0 && cfg.random_share <= 1))
     throw std::invalid_argument("random_share must be in [0, 1]");
   if (cfg.inference_budget < 0) throw std::invalid_argument("inference_budget must be >= 0");
-
+  if (cfg.threads < 0 || cfg.threads > kMaxThreads)  // OpenMP crashes on absurd counts instead of failing
+    throw std::invalid_argument("threads must be in 1.." + std::to_string(kMaxThreads) + " (0: all cores), got " +
+                                std::to_string(cfg.threads));
   k_ = &select_kernels(cfg.isa);
   pages_ = parse_page_policy(cfg.hugepages);
   const Replacement repl = parse_replacement(cfg.replacement);
@@ -1074,18 +1080,109 @@ LshStats Network::lsh_stats(const Csr& x, int k, int budget) {
 }
 
 // ---- save / load ------------------------------------------------------------------------------------
+// File layout (format 3): magic, format, meta length, meta (JSON), XXH64 of these header bytes, counters,
+// then per layer the weights, Adam moments, biases (and the hash tables of sparse layers), then an XXH64
+// checksum of every byte before it. load() checks the checksum before it touches the network, then the values themselves.
 namespace {
+// XXH64 (the public xxHash algorithm), streaming: the checksum is computed while writing.
+class Xxh64 {
+ public:
+  void update(const void* data, std::size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    total_ += n;
+    if (fill_ + n < 32) {
+      std::memcpy(buf_ + fill_, p, n);
+      fill_ += n;
+      return;
+    }
+    if (fill_) {
+      const std::size_t take = 32 - fill_;
+      std::memcpy(buf_ + fill_, p, take);
+      stripe(buf_);
+      p += take;
+      n -= take;
+      fill_ = 0;
+    }
+    for (; n >= 32; p += 32, n -= 32) stripe(p);
+    std::memcpy(buf_, p, n);
+    fill_ = n;
+  }
+  std::uint64_t digest() const {
+    std::uint64_t h;
+    if (total_ >= 32) {
+      h = rotl(v_[0], 1) + rotl(v_[1], 7) + rotl(v_[2], 12) + rotl(v_[3], 18);
+      for (std::uint64_t v : v_) h = (h ^ round(0, v)) * P1 + P4;
+    } else {
+      h = P5;  // seed 0
+    }
+    h += total_;
+    const unsigned char* p = buf_;
+    std::size_t n = fill_;
+    for (; n >= 8; p += 8, n -= 8) h = rotl(h ^ round(0, read64(p)), 27) * P1 + P4;
+    if (n >= 4) {
+      std::uint32_t k;
+      std::memcpy(&k, p, 4);
+      h = rotl(h ^ (static_cast<std::uint64_t>(k) * P1), 23) * P2 + P3;
+      p += 4;
+      n -= 4;
+    }
+    for (; n; ++p, --n) h = rotl(h ^ (*p * P5), 11) * P1;
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+  }
+
+ private:
+  static constexpr std::uint64_t P1 = 0x9E3779B185EBCA87ULL, P2 = 0xC2B2AE3D27D4EB4FULL,
+                                 P3 = 0x165667B19E3779F9ULL, P4 = 0x85EBCA77C2B2AE63ULL, P5 = 0x27D4EB2F165667C5ULL;
+  static std::uint64_t rotl(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+  static std::uint64_t round(std::uint64_t acc, std::uint64_t in) { return rotl(acc + in * P2, 31) * P1; }
+  static std::uint64_t read64(const unsigned char* p) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);  // little-endian hosts only (x86-64), like the rest of the file format
+    return v;
+  }
+  void stripe(const unsigned char* p) {
+    for (int i = 0; i < 4; ++i) v_[i] = round(v_[i], read64(p + 8 * i));
+  }
+  std::uint64_t v_[4] = {P1 + P2, P2, 0, 0ULL - P1};
+  unsigned char buf_[32] = {};
+  std::size_t fill_ = 0;
+  std::uint64_t total_ = 0;
+};
+
+// Writes through the checksum.
+struct Out {
+  std::ofstream f;
+  Xxh64 h;
+  void write(const void* p, std::size_t n) {
+    f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
+    h.update(p, n);
+  }
+};
 template <class T>
-void put(std::ofstream& f, const T& v) { f.write(reinterpret_cast<const char*>(&v), sizeof(T)); }
-void put_array(std::ofstream& f, const float* p, std::uint64_t n) {
-  put(f, n);
-  f.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * sizeof(float)));
+void put(Out& o, const T& v) { o.write(&v, sizeof(T)); }
+void put_array(Out& o, const float* p, std::uint64_t n) {
+  put(o, n);
+  o.write(p, n * sizeof(float));
 }
 template <class T>
 void get(std::ifstream& f, T& v, const std::string& path) {
   if (!f.read(reinterpret_cast<char*>(&v), sizeof(T))) throw std::runtime_error(path + ": truncated model file");
 }
-void get_array(std::ifstream& f, float* p, std::uint64_t n, const std::string& path, const char* what) {
+// Non-finite values (and negative second moments, which Adam takes the root of) make every later
+// prediction garbage: refuse them with the file name.
+void check_values(const float* p, std::size_t n, bool second_moments, const std::string& path, const char* what) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i]) || (second_moments && p[i] < 0))
+      throw std::runtime_error(path + ": " + what + " hold an invalid value (" + std::to_string(p[i]) + " at index " +
+                               std::to_string(i) + "); the model file is corrupt");
+}
+void get_array(std::ifstream& f, float* p, std::uint64_t n, const std::string& path, const char* what,
+               bool second_moments = false) {
   std::uint64_t m;
   get(f, m, path);
   if (m != n)
@@ -1093,6 +1190,7 @@ void get_array(std::ifstream& f, float* p, std::uint64_t n, const std::string& p
                              std::to_string(n) + " (different configuration)");
   if (!f.read(reinterpret_cast<char*>(p), static_cast<std::streamsize>(n * sizeof(float))))
     throw std::runtime_error(path + ": truncated model file");
+  check_values(p, n, second_moments, path, what);
 }
 std::string read_header(std::ifstream& f, const std::string& path) {
   if (!f) throw std::runtime_error(path + ": cannot open model file");
@@ -1103,61 +1201,106 @@ std::string read_header(std::ifstream& f, const std::string& path) {
   get(f, fmt, path);
   if (fmt != kFormat)
     throw std::runtime_error(path + ": model file format " + std::to_string(fmt) + ", this build reads " +
-                             std::to_string(kFormat));
+                             std::to_string(kFormat) + " (retrain, or load it with the version that wrote it)");
   std::uint64_t len;
   get(f, len, path);
   if (len > (1u << 30)) throw std::runtime_error(path + ": corrupt model header");
   std::string meta(len, '\0');
   if (!f.read(meta.data(), static_cast<std::streamsize>(len))) throw std::runtime_error(path + ": truncated model file");
+  // the header has its own checksum, so that reading the metadata alone never trusts damaged bytes
+  Xxh64 h;
+  h.update(magic, 8);
+  h.update(&fmt, sizeof fmt);
+  h.update(&len, sizeof len);
+  h.update(meta.data(), meta.size());
+  std::uint64_t stored;
+  get(f, stored, path);
+  if (stored != h.digest()) throw std::runtime_error(path + ": checksum mismatch in the model header (corrupt file)");
   return meta;
+}
+// The stored checksum against the bytes before it; returns the payload size (file size minus the checksum).
+std::uint64_t verify_checksum(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) throw std::runtime_error(path + ": cannot open model file");
+  const auto size = static_cast<std::uint64_t>(f.tellg());
+  if (size < 8 + 4 + 8 + 8 + 8) throw std::runtime_error(path + ": truncated model file");
+  const std::uint64_t payload = size - 8;
+  f.seekg(0);
+  Xxh64 h;
+  std::vector<char> buf(1 << 20);
+  for (std::uint64_t left = payload; left;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buf.size()));
+    if (!f.read(buf.data(), static_cast<std::streamsize>(n))) throw std::runtime_error(path + ": cannot read model file");
+    h.update(buf.data(), n);
+    left -= n;
+  }
+  std::uint64_t stored;
+  get(f, stored, path);
+  if (stored != h.digest())
+    throw std::runtime_error(path + ": checksum mismatch, the model file is corrupt (damaged or truncated on disk)");
+  return payload;
+}
+// fsync a file or a directory (a rename is durable once its directory is synced).
+void sync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw std::runtime_error(path + ": cannot open to sync");
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error(path + ": fsync failed (disk full or I/O error?)");
 }
 }  // namespace
 
 void Network::save(const std::string& path, const std::string& meta) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const std::string tmp = path + ".tmp";
+  // a hidden temporary beside the file (slide.training.protocol removes one a killed run left)
+  const std::size_t slash = path.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  const std::string tmp = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + "." +
+                          path.substr(slash == std::string::npos ? 0 : slash + 1) + ".tmp";
   {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(tmp + ": cannot write model file");
-    f.write(kMagic, 8);
-    put(f, kFormat);
-    put(f, static_cast<std::uint64_t>(meta.size()));
-    f.write(meta.data(), static_cast<std::streamsize>(meta.size()));
-    put(f, step_);
-    put(f, samples_);
-    put(f, rehash_count_);
-    put(f, rebuild_count_);
-    put(f, next_rehash_);
-    put(f, next_rebuild_);
-    put(f, rehash_interval_);
-    put(f, rebuild_interval_);
+    Out o;
+    o.f.open(tmp, std::ios::binary | std::ios::trunc);
+    if (!o.f) throw std::runtime_error(tmp + ": cannot write model file");
+    o.write(kMagic, 8);
+    put(o, kFormat);
+    put(o, static_cast<std::uint64_t>(meta.size()));
+    o.write(meta.data(), meta.size());
+    put(o, o.h.digest());  // the header's checksum (read_header)
+    put(o, step_);
+    put(o, samples_);
+    put(o, rehash_count_);
+    put(o, rebuild_count_);
+    put(o, next_rehash_);
+    put(o, next_rebuild_);
+    put(o, rehash_interval_);
+    put(o, rebuild_interval_);
     for (const Layer& L : layers_) {
       // parameter blocks as whole matrices: w, then m, then v (row-major, unpadded)
       for (int part = 0; part < 3; ++part) {
-        put(f, static_cast<std::uint64_t>(L.rows()) * L.cols());
-        for (std::int64_t r = 0; r < L.rows(); ++r)
-          f.write(reinterpret_cast<const char*>(L.param(part, r)),
-                  static_cast<std::streamsize>(sizeof(float) * L.cols()));
+        put(o, static_cast<std::uint64_t>(L.rows()) * L.cols());
+        for (std::int64_t r = 0; r < L.rows(); ++r) o.write(L.param(part, r), sizeof(float) * L.cols());
       }
-      put_array(f, L.b.data(), L.b.size());
-      put_array(f, L.mb.data(), L.mb.size());
-      put_array(f, L.vb.data(), L.vb.size());
+      put_array(o, L.b.data(), L.b.size());
+      put_array(o, L.mb.data(), L.mb.size());
+      put_array(o, L.vb.data(), L.vb.size());
       // adam_catchup: each row's last update step (empty until the layer's first sparse update)
-      put(f, static_cast<std::uint64_t>(L.last.size()));
-      f.write(reinterpret_cast<const char*>(L.last.data()), static_cast<std::streamsize>(L.last.size() * sizeof(std::int64_t)));
+      put(o, static_cast<std::uint64_t>(L.last.size()));
+      o.write(L.last.data(), L.last.size() * sizeof(std::int64_t));
       if (L.sparse) {  // the tables as they are: built from the weights of the last rehash, not the current ones
-        put(f, static_cast<std::uint64_t>(L.tables.N()));
-        f.write(reinterpret_cast<const char*>(L.tables.offsets()),
-                static_cast<std::streamsize>(L.tables.offsets_size() * sizeof(std::uint32_t)));
-        f.write(reinterpret_cast<const char*>(L.tables.ids()),
-                static_cast<std::streamsize>(static_cast<std::size_t>(L.tables.L()) * L.tables.N() * sizeof(std::int32_t)));
-        if (L.hash.kind() == HashKind::Kmeans) put_array(f, L.hash.centroids().data(), L.hash.centroids().size());
+        put(o, static_cast<std::uint64_t>(L.tables.N()));
+        o.write(L.tables.offsets(), L.tables.offsets_size() * sizeof(std::uint32_t));
+        o.write(L.tables.ids(), static_cast<std::size_t>(L.tables.L()) * L.tables.N() * sizeof(std::int32_t));
+        if (L.hash.kind() == HashKind::Kmeans) put_array(o, L.hash.centroids().data(), L.hash.centroids().size());
       }
     }
-    f.flush();
-    if (!f) throw std::runtime_error(tmp + ": write failed (disk full?)");
+    const std::uint64_t sum = o.h.digest();
+    o.f.write(reinterpret_cast<const char*>(&sum), sizeof(sum));
+    o.f.flush();
+    if (!o.f) throw std::runtime_error(tmp + ": write failed (disk full?)");
   }
+  sync_path(tmp);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": cannot rename " + tmp);
+  sync_path(dir);
 }
 
 std::string Network::read_meta(const std::string& path) {
@@ -1167,17 +1310,31 @@ std::string Network::read_meta(const std::string& path) {
 
 std::string Network::load(const std::string& path) {
   std::lock_guard<std::mutex> lock(mu_);
+  {  // header first: a file of another format gets that message rather than a checksum mismatch
+    std::ifstream f(path, std::ios::binary);
+    read_header(f, path);
+  }
+  const std::uint64_t payload = verify_checksum(path);
   std::ifstream f(path, std::ios::binary);
   std::string meta = read_header(f, path);
-  get(f, step_, path);
-  get(f, samples_, path);
-  std::int64_t rehashes, rebuilds;
+  std::int64_t step, samples, rehashes, rebuilds;
+  double next_rehash, next_rebuild, rehash_interval, rebuild_interval;
+  get(f, step, path);
+  get(f, samples, path);
   get(f, rehashes, path);
   get(f, rebuilds, path);
-  get(f, next_rehash_, path);
-  get(f, next_rebuild_, path);
-  get(f, rehash_interval_, path);
-  get(f, rebuild_interval_, path);
+  get(f, next_rehash, path);
+  get(f, next_rebuild, path);
+  get(f, rehash_interval, path);
+  get(f, rebuild_interval, path);
+  // What training can produce: every step sees >= 1 sample, the next rehash and rebuild lie ahead.
+  if (step < 0 || samples < step || rehashes < 0 || rebuilds < 0 || !std::isfinite(next_rehash) ||
+      !std::isfinite(next_rebuild) || !(rehash_interval >= 1) || !(rebuild_interval >= 1) ||
+      !std::isfinite(rehash_interval) || !std::isfinite(rebuild_interval) ||
+      !(next_rehash > static_cast<double>(samples)) || !(next_rebuild > static_cast<double>(samples)))
+    throw std::runtime_error(path + ": impossible training counters (step " + std::to_string(step) + ", samples " +
+                             std::to_string(samples) + ", rehashes " + std::to_string(rehashes) + ", rebuilds " +
+                             std::to_string(rebuilds) + "); the model file is corrupt");
   for (Layer& L : layers_) {
     const std::uint64_t n = static_cast<std::uint64_t>(L.rows()) * L.cols();
     const char* what[3] = {"weights", "Adam first moments", "Adam second moments"};
@@ -1187,15 +1344,16 @@ std::string Network::load(const std::string& path) {
       if (m != n)
         throw std::runtime_error(path + ": " + what[part] + " have " + std::to_string(m) +
                                  " values, this network expects " + std::to_string(n) + " (different configuration)");
-      for (std::int64_t r = 0; r < L.rows(); ++r)
-        if (!f.read(reinterpret_cast<char*>(L.param(part, r)),
-                    static_cast<std::streamsize>(sizeof(float) * L.cols())))
+      for (std::int64_t r = 0; r < L.rows(); ++r) {
+        if (!f.read(reinterpret_cast<char*>(L.param(part, r)), static_cast<std::streamsize>(sizeof(float) * L.cols())))
           throw std::runtime_error(path + ": truncated model file");
+        check_values(L.param(part, r), static_cast<std::size_t>(L.cols()), part == 2, path, what[part]);
+      }
     }
     get_array(f, L.b.data(), L.b.size(), path, "biases");
     get_array(f, L.mb.data(), L.mb.size(), path, "bias first moments");
-    get_array(f, L.vb.data(), L.vb.size(), path, "bias second moments");
-    {
+    get_array(f, L.vb.data(), L.vb.size(), path, "bias second moments", true);
+    {  // adam_catchup: each row's last update step
       std::uint64_t nl;
       get(f, nl, path);
       if (nl != 0 && nl != static_cast<std::uint64_t>(L.rows()))
@@ -1204,7 +1362,7 @@ std::string Network::load(const std::string& path) {
       if (nl && !f.read(reinterpret_cast<char*>(L.last.data()), static_cast<std::streamsize>(nl * sizeof(std::int64_t))))
         throw std::runtime_error(path + ": truncated model file");
       for (std::int64_t s : L.last)
-        if (s < 0 || s > step_) throw std::runtime_error(path + ": Adam update step outside [0, step] (corrupt file?)");
+        if (s < 0 || s > step) throw std::runtime_error(path + ": Adam update step outside [0, step] (corrupt file?)");
     }
     if (L.sparse) {
       std::uint64_t n;
@@ -1236,8 +1394,14 @@ std::string Network::load(const std::string& path) {
       }
     }
   }
-  char extra;
-  if (f.read(&extra, 1)) throw std::runtime_error(path + ": unexpected data after the model (corrupt file?)");
+  if (static_cast<std::uint64_t>(f.tellg()) != payload)
+    throw std::runtime_error(path + ": unexpected data after the model (corrupt file?)");
+  step_ = step;
+  samples_ = samples;
+  next_rehash_ = next_rehash;
+  next_rebuild_ = next_rebuild;
+  rehash_interval_ = rehash_interval;
+  rebuild_interval_ = rebuild_interval;
   // The hash functions are not stored: recreate those of the last rebuild from the seed.
   for (std::size_t li = 0; li < layers_.size(); ++li) {
     Layer& L = layers_[li];

@@ -181,9 +181,13 @@ class Parser {
     if (e > b && e[-1] == '\r') --e;
     const char* p = b;
     uint64_t v[3];
+    std::string text[3];  // as written: values beyond kIndexCap saturate in v
     for (int i = 0; i < 3; ++i) {
       while (p < e && is_space(*p)) ++p;
-      if (!read_uint(p, e, v[i]) || (p < e && !is_space(*p)))
+      const char* start = p;
+      const bool ok = read_uint(p, e, v[i]);
+      text[i].assign(start, p);
+      if (!ok || (p < e && !is_space(*p)))
         fail(1, "malformed header " + quote(b, e) + ": expected 'N D L' (numbers of points, features, labels)");
     }
     while (p < e && is_space(*p)) ++p;
@@ -191,8 +195,8 @@ class Parser {
       fail(1, "malformed header " + quote(b, e) + ": expected exactly 'N D L' (numbers of points, features, labels)");
     const uint64_t max_dim = static_cast<uint64_t>(std::numeric_limits<int32_t>::max());
     if (v[0] >= kIndexCap) fail(1, "header declares an impossible number of points " + quote(b, e));
-    if (v[1] < 1 || v[1] > max_dim) fail(1, "header declares D=" + std::to_string(v[1]) + " features; expected 1..2^31-1");
-    if (v[2] < 1 || v[2] > max_dim) fail(1, "header declares L=" + std::to_string(v[2]) + " labels; expected 1..2^31-1");
+    if (v[1] < 1 || v[1] > max_dim) fail(1, "header declares D=" + text[1] + " features; expected 1..2^31-1");
+    if (v[2] < 1 || v[2] > max_dim) fail(1, "header declares L=" + text[2] + " labels; expected 1..2^31-1");
     n_rows_ = static_cast<int64_t>(v[0]);
     n_features_ = static_cast<int64_t>(v[1]);
     n_labels_ = static_cast<int64_t>(v[2]);

@@ -6,31 +6,75 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+    """Yield a temporary path next to `path`; fsync it and rename it onto `path` only if the block succeeds.
 
-    `suffix` keeps an extension that a writer insists on (numpy adds `.npz` otherwise).
+    `suffix` keeps an extension that a writer insists on (numpy adds `.npz` otherwise). The temporary's
+    name carries the writer's pid, so the next writer of `path` removes what a killed writer left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give outputs the usual permissions
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; give outputs the usual permissions
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
-def _umask() -> int:
+def remove_stale_temporaries(path: str | os.PathLike) -> None:
+    """Remove temporaries of `path` (see atomic_path) whose writing process no longer exists."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    with contextlib.suppress(FileNotFoundError):
+        for entry in path.parent.iterdir():
+            pid = entry.name[len(prefix):].partition("-")[0] if entry.name.startswith(prefix) else ""
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's or a directory's data (a directory: its entries, e.g. a rename) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """fsync every file and directory under `root` (bottom-up), then `root` itself."""
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath)
+
+
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

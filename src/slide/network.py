@@ -169,6 +169,8 @@ def _read_meta(path) -> dict:
         meta = json.loads(native().Network.read_meta(str(path)))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: model metadata is not valid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:  # a ValueError too, but without the file name
+        raise ValueError(f"{path}: model metadata is not valid UTF-8 (byte {e.start}); the file is corrupt") from None
     except (ValueError, RuntimeError) as e:
         raise ValueError(str(e)) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "layers" not in meta["config"]:

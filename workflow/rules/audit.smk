@@ -1,6 +1,6 @@
 # Audit (issue 6): a table of the heavy rules' `benchmark:` files for the report, and `verify`, which
-# re-checks dataset and result checksums against results/provenance.json (logic in slide.benchmarks and
-# slide.verify). Audit commands: docs/scale-out.md.
+# re-checks every recorded file against the per-dataset manifests in results/provenance/ (logic in
+# slide.benchmarks and slide.verify). Audit commands: docs/scale-out.md.
 
 
 rule benchmarks:
@@ -26,13 +26,11 @@ rule benchmarks:
 
 
 rule verify:
-    """Fail loudly when a dataset or result file differs from results/provenance.json.
+    """Fail loudly when a recorded file differs from its manifest in results/provenance/ (every dataset).
 
     No input and no output on purpose: it runs every time it is asked for (`snakemake --cores 1 verify`),
     and never makes Snakemake rebuild the manifest from the very files it is meant to check.
     """
-    params:
-        manifest="results/provenance.json",
     log:
         "results/logs/verify/verify.log",
     resources:

@@ -1,14 +1,23 @@
 import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from slide import resources as res
 from slide import sweep as sweeps
+from slide.config import ConfigError, check_config, load_schema
 
 min_version("9.0")
 
 
+# Unknown keys (with the nearest valid one), bad values and cross-section SLIDE rules, as one line, before
+# any job runs; Snakemake's validate then fills in the schema's defaults.
+try:
+    check_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+except ConfigError as e:
+    files = ", ".join(str(f) for f in workflow.configfiles) or "--config"
+    raise WorkflowError(f"config ({files}): {e}") from None
 validate(config, "../schemas/config.schema.yaml")
 
 DATASET = config["dataset"]["name"]

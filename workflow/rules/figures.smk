@@ -6,6 +6,9 @@ report: "../report/workflow.rst"
 
 # build.json only exists when the native core is built, which only SLIDE needs
 BUILD_INFO = ["results/build/build.json"] if "slide" in SYSTEMS else []
+# One provenance manifest per dataset, so that `verify` checks every dataset's run, not only the last one.
+PROVENANCE = f"results/provenance/{DATASET}.json"
+THREAD_SCALING = len(SWEEP.get("threads") or []) > 1
 
 
 # every configured run (RUN_DIRS: the default runs, or a sweep's variants); the scripts load exactly these
@@ -85,12 +88,20 @@ rule provenance:
         final=_FINALS,
         metrics=_METRICS,
         meta=f"{DATA}/meta.json",
-        data=[f"{DATA}/train.npz", f"{DATA}/test.npz"],
+        data=[f"{DATA}/train.npz", f"{DATA}/test.npz"]
+        + [f"{DATA}/unshuffled/{f}" for f in ("train.npz", "test.npz", "info.json")],
         check="results/system/check.json",
+        # the figures and summaries of this run, so that `verify` covers them too
+        outputs=[
+            f"results/figures/{name}.{ext}"
+            for name in ["time_vs_p1", "steps_vs_p1"] + (["thread_scaling"] if THREAD_SCALING else [])
+            for ext in ("png", "pdf")
+        ]
+        + ["results/summary.csv", "results/summary.md", "results/report/summary.html"],
         **({"build": BUILD_INFO[0]} if BUILD_INFO else {}),
     output:
         report(
-            "results/provenance.json",
+            PROVENANCE,
             caption="../report/provenance.rst",
             category="Provenance",
             labels={"file": "provenance.json"},
@@ -110,7 +121,7 @@ rule provenance:
 rule report_environment:
     input:
         check="results/system/check.json",
-        provenance="results/provenance.json",
+        provenance=PROVENANCE,
         **({"build": BUILD_INFO[0]} if BUILD_INFO else {}),
     output:
         report(
@@ -137,13 +148,13 @@ FIGURE_TARGETS = [
     "results/summary.csv",
     "results/summary.md",
     "results/report/summary.html",
-    "results/provenance.json",
+    PROVENANCE,
     "results/report/environment.html",
 ]
 
 
 # A thread sweep (several sweep.threads) also draws training time per epoch against threads, per system.
-if len(SWEEP.get("threads") or []) > 1:
+if THREAD_SCALING:
 
     rule thread_scaling:
         input:

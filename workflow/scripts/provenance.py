@@ -1,4 +1,4 @@
-# Rule provenance: results/provenance.json (logic in slide.report.provenance).
+# Rule provenance: results/provenance/<dataset>.json (logic in slide.report.provenance).
 from pathlib import Path
 
 from slide.pipeline import logged
@@ -10,4 +10,5 @@ with logged(snakemake):  # noqa: F821 (injected by Snakemake)
     make_provenance(snakemake.params.config, snakemake.output[0],
                     system_dirs=[Path(f).parent for f in snakemake.input.final], meta=snakemake.input.meta,
                     data_files=snakemake.input.data, check=snakemake.input.check,
-                    build=snakemake.input.get("build"), runs=load_runs(snakemake.input.final))
+                    build=snakemake.input.get("build"), runs=load_runs(snakemake.input.final),
+                    outputs=snakemake.input.outputs)

@@ -26,7 +26,7 @@ def train_tf(loss: str, train_path, test_path, meta_path, out_dir, model_cfg: di
     """Train `loss` ('full' | 'sampled') and write metrics.csv, final.json, model/ in out_dir."""
     if loss not in SYSTEMS:
         raise ValueError(f"loss must be one of {sorted(SYSTEMS)}, got {loss!r}")
-    train, test, meta = load_prepared(train_path, test_path, meta_path)
+    train, test, meta = load_prepared(train_path, test_path, meta_path, hidden=model_cfg.get("hidden", [128]))
     model = build_model(loss, train.n_features, train.n_labels, model_cfg, train_cfg, tf_cfg, threads)
     fingerprint = run_fingerprint(loss, {"model": model_cfg, "train": train_cfg, "tf": tf_cfg}, meta,
                                   [train.n, test.n, train.n_features, train.n_labels])

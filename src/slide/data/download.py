@@ -11,8 +11,10 @@
 """
 from __future__ import annotations
 
+import gzip
 import http.client
 import logging
+import lzma
 import os
 import posixpath
 import shutil
@@ -23,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -177,13 +180,31 @@ def _check_member(archive: Path, name: str, kind: str | None) -> None:
         raise DownloadError(f"{archive}: unsafe archive member {name!r}: {why}; refusing to extract")
 
 
+# What reading a damaged zip or tar (gzip, bzip2, xz) raises: bad CRCs, truncated streams, bad headers.
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
 def extract_members(archive: str | os.PathLike, members: dict[str, str | os.PathLike]) -> None:
     """Extract archive members {member name: destination path} after checking every member is safe.
 
     Each destination is written atomically. Directories are fine; links, devices and names that are
-    absolute or contain `..` fail the whole archive (nothing is written).
+    absolute or contain `..` fail the whole archive (nothing is written). A damaged archive is a
+    DownloadError naming it and saying to delete it.
     """
     archive = Path(archive)
+    try:
+        _extract(archive, members)
+    except _DAMAGED as e:
+        raise DownloadError(f"{archive}: the archive is damaged ({e}); delete {archive} and rerun to download it "
+                            "again") from None
+    except OSError as e:  # bz2 reports a damaged stream as a plain OSError; writing errors name their file
+        if e.filename is not None:
+            raise
+        raise DownloadError(f"{archive}: the archive is damaged ({e}); delete {archive} and rerun to download it "
+                            "again") from None
+
+
+def _extract(archive: Path, members: dict[str, str | os.PathLike]) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
             infos = {i.filename: i for i in z.infolist()}
@@ -203,7 +224,8 @@ def extract_members(archive: str | os.PathLike, members: dict[str, str | os.Path
     try:
         tar = tarfile.open(archive, "r:*")
     except tarfile.TarError:
-        raise DownloadError(f"{archive}: not a zip or tar archive") from None
+        raise DownloadError(f"{archive}: not a zip or tar archive, or a damaged one; delete {archive} and rerun to "
+                            "download it again") from None
     with tar:
         infos = {}
         for info in tar.getmembers():
@@ -263,7 +285,13 @@ def fetch_dataset(cfg: dict, train: str | os.PathLike, test: str | os.PathLike, 
                 archive.unlink()
         if not archive.exists():
             digest = download(dist["url"], archive, dist.get("sha256"), **opts)
-        extract_members(archive, {members["train"]: train, members["test"]: test})
+        try:
+            extract_members(archive, {members["train"]: train, members["test"]: test})
+        except DownloadError as e:
+            if dist.get("sha256") is None and "damaged" in str(e):  # why the damage was not caught earlier
+                raise DownloadError(f"{e} (dataset.download.distributions.{name}.sha256 is null, so the cached "
+                                    f"archive could not be checked; pin it only once one extracts)") from None
+            raise
         return {archive.name: digest}
     out = {}
     for split, dest in (("train", train), ("test", test)):

@@ -17,6 +17,7 @@ import numpy as np
 from ..atomic import write_json
 from .csr import Split, load_split, save_split
 from ..atomic import sha256_file
+from ..memory import dataset_bytes, require_memory
 from .xmlrepo import parse_file
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ def load_sources(sources: dict, n_features: int | None = None, n_labels: int | N
 
     def parse(role: str, path: str) -> Split:
         split, p = parse_file(path, n_features, n_labels)
+        require_memory(dataset_bytes(split.n_features, split.n_labels),
+                       f"{path}:1: the header's D={split.n_features} features and L={split.n_labels} labels: a run on "
+                       "them (the smallest network's weights and Adam moments, the per-label statistics)")
         info["sources"][role] = {"path": str(path), "bytes": p.bytes, "sha256": sha256_file(path)}
         info["duplicate_labels_removed"] += p.duplicate_labels
         if p.duplicate_labels:
@@ -110,6 +114,10 @@ def load_sources(sources: dict, n_features: int | None = None, n_labels: int | N
     else:
         raise ValueError(f"dataset.local: expected {{train, test}} or {{data, train_split, test_split}}, "
                          f"got keys {sorted(sources)}")
+    for role, split in (("train", train), ("test", test)):
+        if split.n == 0:  # training would divide by zero; an empty test split would report P@k = 0
+            source = sources.get(role) or sources[f"{role}_split"]
+            raise ValueError(f"{source}:1: the {role} split has no data points (N=0); it needs at least one")
     return train, test, info
 
 

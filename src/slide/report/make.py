@@ -50,11 +50,11 @@ def make_summary(system_dirs: list, *, dataset: str, target_fraction: float, csv
 
 
 def make_provenance(config: dict, out_path, *, system_dirs: list, meta=None, data_files=(),
-                    check=None, build=None, root: str | os.PathLike = ".", runs=None) -> dict:
+                    check=None, build=None, root: str | os.PathLike = ".", runs=None, outputs=()) -> dict:
     from .provenance import collect
 
     prov = collect(config, meta_path=meta, data_files=data_files, check_path=check, build_path=build,
-                   runs=runs_in(system_dirs) if runs is None else runs, root=root)
+                   runs=runs_in(system_dirs) if runs is None else runs, root=root, outputs=outputs)
     write_json(out_path, prov)
     return prov
 

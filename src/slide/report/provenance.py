@@ -1,4 +1,5 @@
-"""results/provenance.json: what produced these results (code, packages, config, data, host, build, seeds).
+"""results/provenance/<dataset>.json: what produced one dataset's results (code, packages, config, data, host,
+build, seeds), and the sha256 of every file the run wrote (checked by slide.verify).
 
 Versions come from importlib.metadata, never by importing the packages (TensorFlow takes seconds to import).
 """
@@ -57,9 +58,19 @@ def file_record(path: str | os.PathLike) -> dict:
     return {"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
 
 
+def model_records(path: str | os.PathLike) -> list[dict]:
+    """A run's saved model: one file (SLIDE) or a directory of files (TensorFlow); [] when absent."""
+    p = Path(path)
+    if p.is_file():
+        return [file_record(p)]
+    return [file_record(f) for f in sorted(p.rglob("*")) if f.is_file()] if p.is_dir() else []
+
+
 def collect(config: dict, *, meta_path=None, data_files=(), check_path=None, build_path=None,
-            runs: list[Run] = (), root: str | os.PathLike = ".") -> dict:
-    """The provenance record. Missing side files become null, never an error (the report still says so)."""
+            runs: list[Run] = (), root: str | os.PathLike = ".", outputs=()) -> dict:
+    """The provenance record of one dataset's run. Missing side files become null, never an error (the report
+    still says so). Files recorded for `verify`: `data_files` (the prepared and unshuffled splits), meta.json,
+    every run's final.json, metrics.csv and model, and `outputs` (figures, summaries)."""
     meta = read_json_optional(meta_path)
     runs_info = {}
     for r in runs:
@@ -67,6 +78,7 @@ def collect(config: dict, *, meta_path=None, data_files=(), check_path=None, bui
         for name in ("final.json", "metrics.csv"):
             if (r.path / name).exists():
                 entry[name] = file_record(r.path / name)
+        entry["model"] = model_records(r.path / "model")
         if r.ok:
             # versions / ISA / hugepage outcome that the model reported (Model.info()), without the big dicts
             entry["info"] = {k: v for k, v in r.final.items() if k not in ("config",) and not k.startswith("p_at_")}
@@ -79,7 +91,9 @@ def collect(config: dict, *, meta_path=None, data_files=(), check_path=None, bui
         "packages": package_versions(),
         "config": config,
         "dataset": {"name": (config.get("dataset") or {}).get("name"), "meta": meta,
-                    "files": [file_record(f) for f in data_files if Path(f).exists()]},
+                    "files": [file_record(f) for f in [*data_files, *([meta_path] if meta_path else [])]
+                              if Path(f).exists()]},
+        "outputs": [file_record(f) for f in outputs if Path(f).exists()],
         "host": read_json_optional(check_path),
         "build": read_json_optional(build_path),
         "seeds": seeds(config, meta, runs),

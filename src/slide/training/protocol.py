@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..atomic import atomic_path, read_json, write_json
+from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, sha256_file, write_json
 from ..data.csr import Split, load_split
+from ..memory import network_bytes, require_memory
 
 METRICS_COLUMNS = ["system", "step", "epoch", "train_seconds", "wall_seconds",
                    "p_at_1", "p_at_3", "p_at_5", "eval_samples", "loss"]
@@ -55,13 +57,20 @@ class TrainConfig:
         return cls(**{k: v for k, v in cfg.items() if k in known})
 
 
-def load_prepared(train_path, test_path, meta_path) -> tuple[Split, Split, dict]:
-    """The prepared dataset every trainer reads: both splits (same dimensions) and meta.json."""
+def load_prepared(train_path, test_path, meta_path, hidden=None) -> tuple[Split, Split, dict]:
+    """The prepared dataset every trainer reads: both splits (same dimensions) and meta.json.
+
+    With `hidden`, a network of those layers on the data's dimensions must fit in memory (checked
+    before anything that large is allocated)."""
     train, test = load_split(train_path), load_split(test_path)
     meta = read_json(meta_path)
     if (train.n_features, train.n_labels) != (test.n_features, test.n_labels):
         raise ValueError(f"{test_path}: {test.n_features} features / {test.n_labels} labels, but {train_path} has "
                          f"{train.n_features} / {train.n_labels}")
+    if hidden is not None:
+        require_memory(network_bytes(train.n_features, train.n_labels, hidden),
+                       f"{train_path}: a network {train.n_features} -> {' -> '.join(map(str, hidden))} -> "
+                       f"{train.n_labels} (weights and Adam moments)")
     return train, test, meta
 
 
@@ -112,6 +121,7 @@ class _State:
     wall_seconds: float = 0.0
     fingerprint: str = ""
     pending_losses: list | None = None  # training losses since the last evaluation (for the next row's mean)
+    files: dict | None = None  # sha256 of every other file of the checkpoint (model, metrics.csv), checked on resume
 
 
 def run_training(model: Model, system: str, train: Split, test: Split, cfg: TrainConfig,
@@ -120,10 +130,13 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
 
     Resumes from out_dir/checkpoint if a killed run with the same `fingerprint` (a digest of
     everything that defines the run: config, data) left one; the checkpoint is removed on success.
-    Returns the final.json dict.
+    The checkpoint carries the metrics rows written so far, so a rerun rebuilds metrics.csv even
+    when Snakemake deleted it (docs/robustness.md). Returns the final.json dict.
     """
     from tqdm import tqdm
 
+    if train.n == 0 or test.n == 0:  # `prepare` refuses such data; direct callers get the same message
+        raise ValueError(f"the {'train' if train.n == 0 else 'test'} split has no data points; it needs at least one")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir, metrics_path = out / "checkpoint", out / "metrics.csv"
@@ -134,9 +147,11 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     eval_split = test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed))
 
     fingerprint = fingerprint or json.dumps(asdict(cfg), sort_keys=True)
+    _remove_partial_outputs(out)
     state, rows = _resume(model, ckpt_dir, fingerprint)
     if state.step:
         print(f"[{system}] resuming from step {state.step} ({ckpt_dir})", file=sys.stderr)
+        _write_metrics(metrics_path, rows)  # the rows so far, also when metrics.csv was deleted
     wall0 = time.perf_counter() - state.wall_seconds
     losses: list[float] = list(state.pending_losses or [])
 
@@ -177,7 +192,7 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
         if state.step < total and ((cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or end_of_epoch):
             state.wall_seconds = time.perf_counter() - wall0
             state.pending_losses = list(losses)
-            _checkpoint(model, ckpt_dir, state, metrics_path, fingerprint)
+            _checkpoint(model, ckpt_dir, state, rows, fingerprint)
     bar.close()
 
     t_final = time.perf_counter()
@@ -209,26 +224,75 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     write_csv(path, METRICS_COLUMNS, rows)
 
 
-def _checkpoint(model: Model, ckpt_dir: Path, state: _State, metrics_path: Path, fingerprint: str) -> None:
-    # The checkpoint keeps its own copy of the metrics: Snakemake deletes a rerun job's outputs.
-    (ckpt_dir / "state.json").unlink(missing_ok=True)
+def _remove_partial_outputs(out: Path) -> None:
+    """Temporaries of the final model that a killed run left (the model saves through `.model.*`)."""
+    for entry in out.glob(".model.*"):
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _checkpoint(model: Model, ckpt_dir: Path, state: _State, rows: list[dict], fingerprint: str) -> None:
+    """Write checkpoint/step-<N>/{model, metrics.csv, state.json} so that a kill at any moment leaves a
+    complete checkpoint: everything is written and fsync'd in a temporary folder that is then renamed
+    into place; only then are the previous checkpoint and any leftovers removed.
+
+    The metrics rows come from memory, not from metrics.csv: Snakemake deletes a rerun job's outputs.
+    """
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    model.save(ckpt_dir / "model")
-    shutil.copyfile(metrics_path, ckpt_dir / "metrics.csv")
-    state.fingerprint = fingerprint
-    write_json(ckpt_dir / "state.json", asdict(state))  # written last: its presence marks a complete checkpoint
+    dest = ckpt_dir / f"step-{state.step:012d}"
+    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=ckpt_dir))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; give it the permissions of a plain mkdir
+        model.save(tmp / "model")
+        _write_metrics(tmp / "metrics.csv", rows)
+        state.fingerprint = fingerprint
+        state.files = _digests(tmp)
+        write_json(tmp / "state.json", asdict(state))
+        fsync_tree(tmp)
+        if dest.exists():  # this step was saved before (a resumed deterministic run): keep that one
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, dest)
+        fsync_path(ckpt_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_all_but(ckpt_dir, dest)
+
+
+def _digests(folder: Path, exclude: str = "") -> dict[str, str]:
+    """sha256 of every file below `folder` by relative path (a TF model is a directory)."""
+    return {f.relative_to(folder).as_posix(): sha256_file(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != exclude}
+
+
+def _remove_all_but(ckpt_dir: Path, keep: Path | None) -> None:
+    for entry in ckpt_dir.iterdir():
+        if entry != keep:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
 def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, list[dict]]:
-    state_path = ckpt_dir / "state.json"
-    if not state_path.exists():
+    """The newest complete checkpoint (a step-* folder; they only appear complete), after removing leftovers."""
+    if not ckpt_dir.is_dir():
         return _State(), []
-    state = _State(**json.loads(state_path.read_text()))
-    if state.fingerprint != fingerprint:
-        print(f"ignoring checkpoint {ckpt_dir}: it belongs to a different configuration", file=sys.stderr)
+    complete = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
+    latest = complete[-1] if complete else None
+    _remove_all_but(ckpt_dir, latest)  # temporary folders of a killed write, superseded checkpoints
+    if latest is None:
+        return _State(), []
+    saved = read_json(latest / "state.json")
+    if saved.get("fingerprint") != fingerprint:
+        print(f"ignoring checkpoint {latest}: it belongs to a different configuration", file=sys.stderr)
         shutil.rmtree(ckpt_dir)
         return _State(), []
-    model.load(ckpt_dir / "model")
-    with open(ckpt_dir / "metrics.csv", newline="") as f:
-        rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
+    try:
+        state = _State(**saved)
+        if _digests(latest, exclude="state.json") != state.files:
+            raise ValueError("its files differ from the sha256 recorded in state.json")
+        model.load(latest / "model")
+        with open(latest / "metrics.csv", newline="") as f:
+            rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise ValueError(f"{latest}: cannot resume from this checkpoint ({e}); "
+                         f"delete {ckpt_dir} to start the run over") from None
     return state, rows

@@ -94,7 +94,7 @@ def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads
         use_build(build_dir)
     from ..network import Network
 
-    train, test, meta = load_prepared(train_path, test_path, meta_path)
+    train, test, meta = load_prepared(train_path, test_path, meta_path, hidden=config["model"]["hidden"])
     net = Network.from_config(config, train.n_features, train.n_labels, threads=threads)
     cfg = TrainConfig.from_config(config["train"])
     print(f"SLIDE: {train.n} train / {test.n} test samples, {train.n_features} features, {train.n_labels} labels, "

@@ -1,0 +1,118 @@
+"""Strict configuration: unknown keys (one test per section kind), bad values and cross-section SLIDE rules
+are refused by slide.config.check_config, and by the workflow before any job runs."""
+import copy
+
+import pytest
+import yaml
+
+from slide.config import ConfigError, check_config, load_schema
+from workflow_copy import ROOT, snakemake, workflow_copy
+
+SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def merged(*names: str) -> dict:
+    """config.yaml with presets merged over it, as `snakemake --configfile` does."""
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for name in names:
+        update_config(cfg, yaml.safe_load((ROOT / "config" / name).read_text()))
+    return cfg
+
+
+def refused(cfg: dict) -> str:
+    with pytest.raises(ConfigError) as e:
+        check_config(cfg, SCHEMA)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_shipped_configs_pass(name):
+    check_config(merged(name), SCHEMA)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c.update(trian=c["train"]), "trian: unknown key; did you mean train?"),
+    (lambda c: c["train"].update(epcohs=3), "train.epcohs: unknown key; did you mean epochs?"),
+    (lambda c: c["model"].update(hiden=[8]), "model.hiden: unknown key; did you mean hidden?"),
+    (lambda c: c["dataset"].update(local={"train": "a", "test": "b", "split_colum": 2}),
+     "dataset.local.split_colum: unknown key; did you mean split_column?"),
+    (lambda c: c["slide"]["layers"][1].update(bucketsize=64),
+     "slide.layers[1].bucketsize: unknown key; expected one of hash, K, L, range_pow, sparsity "
+     "(bucket_size is a key of slide)"),
+    (lambda c: c["tf"].update(num_sampled_fracton=0.2),
+     "tf.num_sampled_fracton: unknown key; did you mean num_sampled_fraction?"),
+    (lambda c: c["slide"].update(dense_adm=True), "slide.dense_adm: unknown key; did you mean dense_adam?"),
+    (lambda c: c["dataset"]["synthetic"].update(n_trian=5), "dataset.synthetic.n_trian: unknown key; did you mean "
+                                                             "n_train?"),
+    (lambda c: c.update(sweep={"thread": [2]}), "sweep.thread: unknown key; did you mean threads?"),
+    (lambda c: c["slide"]["layers"][0].update(k=2), "slide.layers[0].k: unknown key; did you mean K?"),
+    (lambda c: c["system"].update(hugepages_2m=4), "system.hugepages_2m: unknown key; did you mean hugepages_2mb?"),
+])
+def test_unknown_keys_name_the_nearest_valid_one(edit, message):
+    cfg = merged("tiny.yaml")
+    edit(cfg)
+    assert refused(cfg) == message
+
+
+def test_unknown_key_in_a_download_distribution():
+    cfg = merged("amazon670k.yaml")
+    dist = cfg["dataset"]["download"]["distributions"]
+    name = next(iter(dist))
+    dist[name]["sha265"] = None
+    assert refused(cfg) == f"dataset.download.distributions.{name}.sha265: unknown key; did you mean sha256?"
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c["train"].update(lr=float("nan")), "train.lr: must be a finite number, got nan"),
+    (lambda c: c["slide"].update(schedule_growth=float("inf")), "slide.schedule_growth: must be a finite number"),
+    (lambda c: c["train"].update(lr=0), "train.lr: 0 is less than or equal to the minimum of 0"),
+    (lambda c: c["slide"]["layers"].pop(0), "slide.layers: 1 entries, but model.hidden has 1 layer(s)"),
+    (lambda c: c["slide"]["layers"][0].update(sparsity=0.5), "slide.layers[0].sparsity: 0.5, but hidden layers"),
+    (lambda c: c.update(sweep={"threads": [100000]}), "sweep.threads[0]: 100000 is greater than the maximum of 1024"),
+    (lambda c: c["tf"].update(inter_op_threads=5000), "tf.inter_op_threads: 5000 is greater than the maximum of 1024"),
+    (lambda c: c["slide"].update(padding="row"), "slide.padding: 'row' is not one of"),
+    (lambda c: c["dataset"]["synthetic"].update(nnz_min=50, nnz_max=10), "dataset.synthetic: expected 1 <= nnz_min "
+                                                                         "<= nnz_max"),
+])
+def test_bad_values_and_slide_rules_are_refused(edit, message):
+    cfg = merged("tiny.yaml")
+    edit(cfg)
+    assert refused(cfg).startswith(message)
+
+
+def _objects(schema, path="config"):
+    if isinstance(schema, dict):
+        if "properties" in schema:
+            yield path, schema
+        for key, sub in schema.items():
+            yield from _objects(sub, f"{path}.{key}")
+    elif isinstance(schema, list):
+        for i, sub in enumerate(schema):
+            yield from _objects(sub, f"{path}[{i}]")
+
+
+def test_every_schema_section_is_closed():
+    open_ = [p for p, s in _objects(SCHEMA) if s.get("additionalProperties") is not False
+             and not p.endswith(".oneOf[0]") and ".if" not in p]
+    assert not open_, f"sections without additionalProperties: false: {open_}"
+
+
+def test_schema_slide_options_are_options_of_the_core():
+    from slide.native import native
+
+    declared = set(SCHEMA["properties"]["slide"]["properties"]) - {"layers", "inference"}
+    assert declared <= set(native().NETWORK_OPTIONS), declared - set(native().NETWORK_OPTIONS)
+
+
+def test_workflow_refuses_a_typo_before_any_job(tmp_path):
+    wd = workflow_copy(tmp_path)
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text()))
+    cfg["train"]["epcohs"] = 3
+    (wd / "typo.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake(wd, "-n", "--cores", "1", "--configfile", "typo.yaml", timeout=300)
+    assert r.returncode != 0
+    assert "train.epcohs: unknown key; did you mean epochs?" in r.stdout + r.stderr
+    assert "typo.yaml" in r.stdout + r.stderr
+    assert "rule " not in r.stdout  # nothing planned, nothing run
