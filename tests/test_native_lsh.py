@@ -98,7 +98,7 @@ def test_codes_concatenate_the_k_hashes(kind, bits):
 
 def test_compat_shift_reproduces_the_originals_overlapping_codes():
     """The original DWTA index is `index += h << ((K-1-j) * floor(ln 8))`: 3-bit hashes shifted by 2 bits
-    and *added*, so with K=6 codes never exceed 7 * (1 + 4 + ... + 4^5) = 9555 (SLIDE-NOTES: ~9.6k
+    and *added*, so with K=6 codes never exceed 7 * (1 + 4 + ... + 4^5) = 9555 (~9.6k
     usable buckets of 2^18)."""
     rng = np.random.default_rng(2)
     K = 6

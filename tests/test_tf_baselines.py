@@ -1,4 +1,4 @@
-"""TensorFlow baselines (issue 4): learning, the sampled-softmax math, num_sampled, threads, checkpoints."""
+"""TensorFlow baselines: learning, the sampled-softmax math, num_sampled, threads, checkpoints."""
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-# Audit (issue 6): a table of the heavy rules' `benchmark:` files for the report, and `verify`, which
+# Audit: a table of the heavy rules' `benchmark:` files for the report, and `verify`, which
 # re-checks every recorded file against the per-dataset manifests in results/provenance/ (logic in
 # slide.benchmarks and slide.verify). Audit commands: docs/scale-out.md.
 

@@ -1,4 +1,4 @@
-# Data stage (issue 3): synthesize | download | local -> prepare -> shuffle -> results/data/{dataset}/
+# Data stage: synthesize | download | local -> prepare -> shuffle -> results/data/{dataset}/
 # Raw text: resources/raw/{dataset}/{train,test}.txt (synthetic, download); local files are read in place.
 # Only the rule for the configured dataset.source exists, so the raw files have exactly one producer.
 import re

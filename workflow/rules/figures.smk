@@ -1,4 +1,4 @@
-# Figures, summary, provenance and the pages of `snakemake --report results/report.html` (issue 5).
+# Figures, summary, provenance and the pages of `snakemake --report results/report.html` .
 # Logic lives in slide.report; the scripts only pass paths. Inputs are the configured systems' runs.
 
 report: "../report/workflow.rst"

@@ -1,4 +1,4 @@
-# Host check (issue 3): check_system -> results/system/check.json
+# Host check: check_system -> results/system/check.json
 
 
 rule check_system:

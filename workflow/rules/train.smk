@@ -1,4 +1,4 @@
-# Timed rules take all cores so that they never overlap (DESIGN.md), also in a thread sweep: a sweep run
+# Timed rules take all cores so that they never overlap (timings stay honest), also in a thread sweep: a sweep run
 # holds every core but trains with the sweep's thread count (params.threads), so measured times stay honest.
 # Sweep rules (one per system with variants, config `sweep:`) reuse the default rules with per-variant
 # outputs, logs, benchmarks and params; the default outputs keep their paths.

@@ -1,4 +1,4 @@
-"""The prepared-split contract (DESIGN.md): CSR features + CSR labels in one `.npz`.
+"""The prepared-split contract: CSR features + CSR labels in one `.npz`.
 
 Arrays: indptr int64, indices int32, data float32 (features);
         label_indptr int64, labels int32 (labels); plus scalars n_features, n_labels.
