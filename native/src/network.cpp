@@ -1288,7 +1288,7 @@ void Network::save(const std::string& path, const std::string& meta) const {
       put_array(o, L.vb.data(), L.vb.size());
       // adam_catchup: each row's last update step (empty until the layer's first sparse update)
       put(o, static_cast<std::uint64_t>(L.last.size()));
-      o.write(L.last.data(), L.last.size() * sizeof(std::int64_t));
+      if (!L.last.empty()) o.write(L.last.data(), L.last.size() * sizeof(std::int64_t));
       if (L.sparse) {  // the tables as they are: built from the weights of the last rehash, not the current ones
         put(o, static_cast<std::uint64_t>(L.tables.N()));
         o.write(L.tables.offsets(), L.tables.offsets_size() * sizeof(std::uint32_t));
