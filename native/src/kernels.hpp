@@ -22,9 +22,11 @@ struct Kernels {
                       float* y);
   // one Adam step on n weights given their gradient g (lr_t already bias-corrected)
   void (*adam)(float* w, float* m, float* v, const float* g, int n, float lr_t, float b1, float b2, float eps);
-  // the Adam steps of a row's idle steps (zero gradient), in closed form: w -= c * m / (sqrt(v) + eps), then
-  // m *= d1, v *= d2 (c: the summed step sizes of the idle steps, d1 = b1^idle, d2 = b2^idle)
-  void (*adam_idle)(float* w, float* m, float* v, int n, float c, float d1, float d2, float eps);
+  // adam after a row's idle steps (zero gradient), taken first in closed form and in the same pass:
+  // w -= c * m / (sqrt(v) + eps), m *= d1, v *= d2 (c: the idle steps' summed step sizes, d1 = b1^idle,
+  // d2 = b2^idle), then the Adam step with gradient g
+  void (*adam_after_idle)(float* w, float* m, float* v, const float* g, int n, float lr_t, float b1, float b2,
+                          float eps, float c, float d1, float d2);
   // out[s*kTile + c] = H[s] . Wt[:, c]  for s < ns; Wt is n x kTile (a transposed tile of kTile neurons)
   void (*score_tile)(const float* H, int ldh, int ns, const float* Wt, int n, float* out);
   // DWTA over bins in groups of 8 (structure of arrays: dims[g][j][lane], pos likewise): for every bin,

@@ -296,14 +296,17 @@ void Network::hash_vector(const Layer& L, std::int64_t r, float* out) const {
     return;
   }
   const float s = L.inv_norm;
-  double n2 = 0;
+  const float* mean = L.wmean.data();
+  float n2 = 0.f;
+#pragma omp simd reduction(+ : n2)
   for (int c = 0; c < L.in_dim; ++c) {
-    out[c] = (w[c] - L.wmean[c]) * s;
-    n2 += static_cast<double>(out[c]) * out[c];
+    const float v = (w[c] - mean[c]) * s;
+    out[c] = v;
+    n2 += v * v;
   }
   out[L.in_dim] = L.b[r] * s;
-  n2 += static_cast<double>(out[L.in_dim]) * out[L.in_dim];
-  out[L.in_dim + 1] = static_cast<float>(std::sqrt(std::max(0.0, 1.0 - n2)));
+  n2 += out[L.in_dim] * out[L.in_dim];
+  out[L.in_dim + 1] = std::sqrt(std::max(0.f, 1.f - n2));
 }
 
 void Network::query_vector(const Layer& L, const float* h, float* out) const {
@@ -717,19 +720,16 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
                         g.data());
         for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
       }
-      if (catchup) {
-        const std::int64_t idle = step_ - 1 - L.last[r];
-        if (idle > 0) {
-          const float c = static_cast<float>(idle_step_sum(idle));
-          const float d1 = static_cast<float>(std::pow(cfg_.beta1, static_cast<double>(idle)));
-          const float d2 = static_cast<float>(std::pow(cfg_.beta2, static_cast<double>(idle)));
-          k_->adam_idle(L.w(r), L.m(r), L.v(r), cols, c, d1, d2, eps);
-          if (!L.input) k_->adam_idle(&L.b[r], &L.mb[r], &L.vb[r], 1, c, d1, d2, eps);
-        }
-        L.last[r] = step_;
+      const std::int64_t idle = catchup ? step_ - 1 - L.last[r] : 0;
+      if (catchup) L.last[r] = step_;
+      if (idle > 0) {
+        const IdleStep is = idle_step(idle);
+        k_->adam_after_idle(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+        if (!L.input) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+      } else {
+        k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
+        if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
       }
-      k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
-      if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
     };
     if (!cfg_.dense_adam) {
 #pragma omp for schedule(dynamic, 64)
@@ -770,6 +770,21 @@ void Network::prepare_idle_sums() {
   const double ratio = cfg_.beta1 / std::sqrt(cfg_.beta2);
   idle_sums_.assign(kIdleTable, 0.0);
   for (int k = 1; k < kIdleTable && k < step_; ++k) idle_sums_[k] = ratio * (adam_lr(step_ - k) + idle_sums_[k - 1]);
+  if (idle_decay1_.empty()) {  // beta^k: the same for every step
+    idle_decay1_.resize(kIdleTable);
+    idle_decay2_.resize(kIdleTable);
+    for (int k = 0; k < kIdleTable; ++k) {
+      idle_decay1_[k] = static_cast<float>(std::pow(cfg_.beta1, k));
+      idle_decay2_[k] = static_cast<float>(std::pow(cfg_.beta2, k));
+    }
+  }
+}
+
+Network::IdleStep Network::idle_step(std::int64_t idle) const {
+  if (idle < kIdleTable) return {static_cast<float>(idle_sums_[idle]), idle_decay1_[idle], idle_decay2_[idle]};
+  const double k = static_cast<double>(idle);
+  return {static_cast<float>(idle_step_sum(idle)), static_cast<float>(std::pow(cfg_.beta1, k)),
+          static_cast<float>(std::pow(cfg_.beta2, k))};
 }
 
 double Network::idle_step_sum(std::int64_t idle) const {

@@ -154,7 +154,12 @@ class Network {
   double adam_lr(std::int64_t step) const;
   void prepare_idle_sums();
   double idle_step_sum(std::int64_t idle) const;
+  struct IdleStep {
+    float c, d1, d2;  // summed idle step sizes, beta1^idle, beta2^idle
+  };
+  IdleStep idle_step(std::int64_t idle) const;
   std::vector<double> idle_sums_;
+  std::vector<float> idle_decay1_, idle_decay2_;
 
   NetConfig cfg_;
   const Kernels* k_;
