@@ -10,7 +10,10 @@ import scipy.sparse as sp
 from slide.native import native
 
 N = native()
+from slide.data.csr import Split  # noqa: E402
 from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE_NATIVE_DIR)
+from slide.training.protocol import read_csv  # noqa: E402
+from slide.training.slide_model import LSH_COLUMNS  # noqa: E402
 
 ISAS = ["scalar", "avx2", "avx512"]
 SUPPORTED = ISAS[:ISAS.index(N.best_isa()) + 1]
@@ -540,3 +543,29 @@ def test_topk_needs_a_budget_and_tiny_layers_still_build():
     x = random_csr(3, 10, 0.5, seed=1)
     assert net.train_batch(x, [[0], [0], []]) >= 0
     assert net.predict_topk(x, 1, sparse=True)[0].tolist() == [[0], [0], [0]]
+
+
+def test_lsh_csv_keeps_only_the_rows_up_to_a_resumed_checkpoint(tmp_path):
+    from slide.training.slide_model import SlideModel
+
+    def fresh():
+        out = {"hash": "kmeans", "K": 1, "L": 1, "range_pow": 4, "sparsity": 0.1}
+        return Network(40, 150, hidden=(12,), layers=[DENSE, out], seed=3, threads=1, min_active=16)
+
+    def steps():
+        return [r["step"] for r in read_csv(tmp_path / "lsh.csv", LSH_COLUMNS, {"step": int})]
+
+    x = random_csr(12, 40, 0.15, seed=9)
+    split = Split(x.indptr.astype(np.int64), x.indices.astype(np.int32), x.data.astype(np.float32),
+                  np.arange(13, dtype=np.int64), np.arange(12, dtype=np.int32) * 7, 40, 150)
+    model = SlideModel(fresh(), tmp_path / "lsh.csv")
+    for step in range(1, 5):
+        model.train_batch(split)
+        model.diagnostics(step, split)
+        if step == 2:
+            model.save(tmp_path / "model")
+    assert steps() == [1, 2, 3, 4]
+    resumed = SlideModel(fresh(), tmp_path / "lsh.csv")
+    resumed.load(tmp_path / "model")  # a killed run resumes from step 2: the rows of steps 3 and 4 go
+    resumed.diagnostics(3, split)
+    assert steps() == [1, 2, 3]

@@ -220,6 +220,12 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+def read_csv(path: Path, columns: list[str], types: dict) -> list[dict]:
+    """Rows of a write_csv file; each column converted by types[column] (float when absent)."""
+    with open(path, newline="") as f:
+        return [{k: types.get(k, float)(r[k]) for k in columns} for r in csv.DictReader(f)]
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     write_csv(path, METRICS_COLUMNS, rows)
 
@@ -290,8 +296,7 @@ def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, lis
         if _digests(latest, exclude="state.json") != state.files:
             raise ValueError("its files differ from the sha256 recorded in state.json")
         model.load(latest / "model")
-        with open(latest / "metrics.csv", newline="") as f:
-            rows = [{k: _COLUMN_TYPES.get(k, float)(r[k]) for k in METRICS_COLUMNS} for r in csv.DictReader(f)]
+        rows = read_csv(latest / "metrics.csv", METRICS_COLUMNS, _COLUMN_TYPES)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         raise ValueError(f"{latest}: cannot resume from this checkpoint ({e}); "
                          f"delete {ckpt_dir} to start the run over") from None

@@ -1,7 +1,6 @@
 """SLIDE under the shared protocol: the `Model` adapter around slide.Network and the train_slide entry point."""
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -9,7 +8,7 @@ import numpy as np
 
 from ..atomic import read_json
 from ..data.csr import Split
-from .protocol import TrainConfig, load_prepared, run_fingerprint, run_training, write_csv
+from .protocol import TrainConfig, load_prepared, read_csv, run_fingerprint, run_training, write_csv
 
 
 LSH_COLUMNS = ["step", "candidates", "recall", "top1", "k", "labels_per_sample", "retrieved_per_sample",
@@ -71,7 +70,8 @@ class SlideModel:
         self.net.load_state(path)
         # a resumed run keeps the retrieval rows up to its checkpoint (a killed run may have written more)
         if self.lsh_csv is not None and self.lsh_csv.exists():
-            self._lsh_rows = [r for r in read_csv(self.lsh_csv) if int(r["step"]) <= self.net.step]
+            rows = read_csv(self.lsh_csv, LSH_COLUMNS, {"step": int, "k": int})
+            self._lsh_rows = [r for r in rows if r["step"] <= self.net.step]
 
     def info(self) -> dict:
         info = self.net.info()
@@ -110,7 +110,3 @@ def _version() -> str:
 
     return __version__
 
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k in ("step", "k") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
