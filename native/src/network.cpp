@@ -317,7 +317,7 @@ void Network::query_vector(const Layer& L, const float* h, float* out) const {
   }
 }
 
-int Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
+Network::Picked Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws, bool pad,
                            int budget_override) const {
   auto& t = ws.pt[omp_get_thread_num()];
@@ -325,7 +325,7 @@ int Network::select_active(const Layer& o, const float* h, const std::int32_t* l
   if (!o.sparse) {
     active.resize(o.size);
     std::iota(active.begin(), active.end(), 0);
-    return 0;
+    return {0, 0};
   }
   if (t.mark.size() != static_cast<std::size_t>(o.size)) {
     t.mark.assign(o.size, 0u);
@@ -437,7 +437,7 @@ int Network::select_active(const Layer& o, const float* h, const std::int32_t* l
   t.n_labels += n_lab;
   t.n_retrieved += retrieved;
   t.n_random += static_cast<std::int64_t>(active.size()) - n_lab - retrieved;
-  return retrieved;
+  return {n_lab, retrieved};
 }
 
 std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
@@ -508,8 +508,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
       auto t1 = Clock::now();
       std::vector<std::int32_t>& act = ws.active[s];
-      const std::int64_t lab_before = t.n_labels;
-      const int retrieved =
+      const Picked picked =
           select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
                         act, ws);
       auto t2 = Clock::now();
@@ -519,7 +518,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       k_->gather_dot(o.P.data(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
       // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
-      const int first_random = static_cast<int>(t.n_labels - lab_before) + retrieved;
+      const int first_random = picked.labels + picked.retrieved;
       const float log_q = cfg_.select == "topk" && m > first_random
                               ? static_cast<float>(std::log(static_cast<double>(o.size - first_random) / (m - first_random)))
                               : 0.f;

@@ -136,9 +136,12 @@ class Network {
  private:
   void validate_batch(const Csr& x, const Csr* y) const;
   void hidden_forward(const Csr& x, std::int64_t row, float* const* h) const;
-  // Returns how many of `active` came from the tables; the rest after the labels are random.
+  // `active` is the labels, then the neurons from the tables, then random ones; returns the first two counts.
   // budget: the topk budget (0 = min_active).
-  int select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
+  struct Picked {
+    int labels, retrieved;
+  };
+  Picked select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
   void topk_dense(const float* H, std::int64_t n, int k, std::int32_t* out_ids, float* out_scores) const;
