@@ -258,3 +258,26 @@ def test_killed_train_slide_job_resumes_under_snakemake(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (run / "model").read_bytes() == model
     assert metrics(run / "metrics.csv") == rows
+
+
+def test_a_checkpoint_removal_killed_half_way_leaves_nothing_to_resume(tmp_path, monkeypatch):
+    """The end of a run removes its checkpoint; killed in the middle of that, the next run must start over cleanly
+    instead of finding a state.json beside a half-deleted model."""
+    import slide.training.protocol as P
+
+    step = tmp_path / "checkpoint" / "step-000000000040"
+    step.mkdir(parents=True)
+    for name in ("model", "metrics.csv", "state.json"):
+        (step / name).write_text(name)
+    real_rmtree = P.shutil.rmtree
+
+    def killed_half_way(path, *a, **k):
+        (Path(path) / "model").unlink()
+        raise KeyboardInterrupt  # the process dies here
+
+    monkeypatch.setattr(P.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        P._remove_checkpoints(tmp_path / "checkpoint")
+    monkeypatch.setattr(P.shutil, "rmtree", real_rmtree)
+    state, rows = P._resume(None, tmp_path / "checkpoint", "fingerprint")
+    assert (state.step, rows) == (0, [])

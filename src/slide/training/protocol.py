@@ -208,7 +208,7 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
         final.update(model.final_extras(test, cfg.eval_batch_size))
     model.save(out / "model")
     write_json(out / "final.json", final)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    _remove_checkpoints(ckpt_dir)
     return final
 
 
@@ -273,8 +273,20 @@ def _digests(folder: Path, exclude: str = "") -> dict[str, str]:
 
 def _remove_all_but(ckpt_dir: Path, keep: Path | None) -> None:
     for entry in ckpt_dir.iterdir():
-        if entry != keep:
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if entry == keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            # state.json first: a folder whose removal is killed half-way must not look like a complete checkpoint
+            (entry / "state.json").unlink(missing_ok=True)
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _remove_checkpoints(ckpt_dir: Path) -> None:
+    if ckpt_dir.is_dir():
+        _remove_all_but(ckpt_dir, None)
+        ckpt_dir.rmdir()
 
 
 def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, list[dict]]:
@@ -289,7 +301,7 @@ def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, lis
     saved = read_json(latest / "state.json")
     if saved.get("fingerprint") != fingerprint:
         print(f"ignoring checkpoint {latest}: it belongs to a different configuration", file=sys.stderr)
-        shutil.rmtree(ckpt_dir)
+        _remove_checkpoints(ckpt_dir)
         return _State(), []
     try:
         state = _State(**saved)
