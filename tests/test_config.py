@@ -99,11 +99,46 @@ def test_every_schema_section_is_closed():
     assert not open_, f"sections without additionalProperties: false: {open_}"
 
 
-def test_schema_slide_options_are_options_of_the_core():
-    from slide.native import native
+# Options of the core that the pipeline sets from other sections (model, train) or leaves to the API.
+NOT_IN_SLIDE_SECTION = {"lr", "seed", "threads", "beta1", "beta2", "eps", "init_std", "init_bias_std", "init_truncated"}
+JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean"}
 
-    declared = set(SCHEMA["properties"]["slide"]["properties"]) - {"layers", "inference"}
-    assert declared <= set(native().NETWORK_OPTIONS), declared - set(native().NETWORK_OPTIONS)
+
+def test_schema_slide_section_matches_the_core_option_table():
+    """Each SLIDE option is declared once, in the core (native/src/options.hpp); the schema must agree with it."""
+    from slide.network import option_table
+
+    table = option_table()
+    section = SCHEMA["properties"]["slide"]["properties"]
+    declared = set(section) - {"layers"}
+    assert declared == set(table) - NOT_IN_SLIDE_SECTION, (
+        f"in the schema only: {declared - set(table)}; in the core only: {set(table) - NOT_IN_SLIDE_SECTION - declared}")
+    for name in sorted(declared):
+        entry, opt = section[name], table[name]
+        assert entry.get("default") == opt["default"], (name, entry.get("default"), opt["default"])
+        if opt["choices"]:
+            assert entry.get("enum") == opt["choices"], (name, entry.get("enum"), opt["choices"])
+            continue
+        assert entry.get("type") == JSON_TYPES[opt["type"]], (name, entry.get("type"), opt["type"])
+        if opt["minimum"] is not None:
+            key = "exclusiveMinimum" if opt["exclusive_minimum"] else "minimum"
+            assert entry.get(key) == opt["minimum"], (name, key, entry.get(key), opt["minimum"])
+        if opt["maximum"] is not None:
+            key = "exclusiveMaximum" if opt["exclusive_maximum"] else "maximum"
+            assert entry.get(key) == opt["maximum"], (name, key, entry.get(key), opt["maximum"])
+        assert entry.get("description"), f"{name}: no description"
+
+
+def test_default_config_slide_section_is_the_core_defaults():
+    """config/config.yaml's slide section shows the core's defaults (it documents them; presets may differ)."""
+    from slide.native import native
+    from slide.network import option_table
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["slide"]
+    table = option_table()
+    differ = {k: (v, table[k]["default"]) for k, v in cfg.items() if k != "layers" and v != table[k]["default"]}
+    assert not differ, differ
+    assert cfg["layers"] == [dict(layer) for layer in native().DEFAULT_LAYERS]
 
 
 def test_workflow_refuses_a_typo_before_any_job(tmp_path):

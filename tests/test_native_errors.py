@@ -176,16 +176,20 @@ def test_supported_isas_are_accepted():
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"hugepages": "maybe"}, r"hugepages"),
+    ({"hugepages": "maybe"}, r"hugepages must be 'auto', 'on' or 'off', got 'maybe'"),
     ({"replacement": "lru"}, r"replacement must be 'fifo' or 'reservoir', got 'lru'"),
     ({"schedule": "linear"}, r"schedule must be 'fixed' or 'exponential', got 'linear'"),
-    ({"isa": "sse"}, r"isa must be auto, avx512, avx2 or scalar, got 'sse'"),
-    ({"bucket_size": 0}, r"bucket_size must be >= 1"),
-    ({"rehash": 0}, r"rehash and rebuild must be >= 1"),
-    ({"rebuild": -5}, r"rehash and rebuild must be >= 1"),
-    ({"min_active": -1}, r"min_active and pad_below must be >= 0"),
-    ({"lr": 0.0}, r"lr must be a finite number > 0"),
-    ({"lr": float("nan")}, r"lr must be a finite number > 0"),
+    ({"isa": "sse"}, r"isa must be 'auto', 'avx512', 'avx2' or 'scalar', got 'sse'"),
+    ({"precision": "fp16"}, r"precision must be 'fp32' or 'bf16', got 'fp16'"),
+    ({"bucket_size": 0}, r"bucket_size must be >= 1, got 0"),
+    ({"rehash": 0}, r"rehash must be >= 1, got 0"),
+    ({"rebuild": -5}, r"rebuild must be >= 1, got -5"),
+    ({"min_active": -1}, r"min_active must be >= 0, got -1"),
+    ({"lr": 0.0}, r"lr must be > 0, got 0"),
+    ({"lr": float("nan")}, r"lr must be > 0, got nan"),
+    ({"beta2": 1.0}, r"beta2 must be in \[0, 1\), got 1"),
+    ({"schedule_growth": 0.5}, r"schedule_growth must be >= 1, got 0.5"),
+    ({"init_bias_std": -1.0}, r"init_bias_std must be >= 0, got -1"),
 ])
 def test_bad_option_values(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -465,8 +465,11 @@ def test_bad_kmeans_and_selection_options_are_clear_errors():
 
 
 def test_network_defaults_are_kmeans_mips_topk():
+    from slide.network import option_table
+
+    t = option_table()
+    assert (t["select"]["default"], t["mips"]["default"], t["random_share"]["default"]) == ("topk", True, 0.5)
     net = Network(20, 3000, hidden=(8,), seed=0, threads=1, min_active=60)
-    assert net.config["select"] == "topk" and net.config["mips"] is True and net.config["random_share"] == 0.5
     assert net.native.output_lsh["hash"] == "kmeans"
     # options still override the defaults
     assert Network(20, 300, hidden=(8,), threads=1, select="union").config["select"] == "union"

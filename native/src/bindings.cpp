@@ -68,73 +68,64 @@ T get_or(const py::dict& c, const char* key, T dflt) {
   }
 }
 
-// The keys of Network's config dict (slide.Network reads them from here: one list for both languages).
-const char* const kNetworkOptions[] = {
-    "n_features", "layers", "bucket_size", "replacement", "min_active", "pad_below", "padding", "rehash", "rebuild",
-    "schedule", "schedule_growth", "dense_adam", "dwta_compat_shift", "select", "random_share", "mips", "inference_budget", "adam_catchup", "lr", "beta1", "beta2", "eps", "init_std",
-    "init_bias_std", "init_truncated", "seed", "threads", "hugepages", "isa"};
-
 slide::LayerSpec layer_spec(const py::dict& d) {
   slide::LayerSpec s;
   if (!d.contains("size")) throw std::invalid_argument("every layer needs a size");
   s.size = get_or<int>(d, "size", 0);
-  s.hash = get_or<std::string>(d, "hash", "dwta");
+  s.hash = get_or<std::string>(d, "hash", s.hash);
   // K, L, range_pow: an integer, or "auto" (0) to size them from the layer and the budget (min_active)
-  auto lsh_int = [&d](const char* key) {
+  auto lsh_int = [&d](const char* key, int dflt) {
     if (d.contains(key) && py::isinstance<py::str>(d[key])) {
       if (d[key].cast<std::string>() != "auto")
         throw std::invalid_argument(std::string("layer option '") + key + "' must be an integer or 'auto', got '" +
                                     d[key].cast<std::string>() + "'");
       return 0;
     }
-    const int v = get_or<int>(d, key, 1);
+    if (!d.contains(key) || d[key].is_none()) return dflt;
+    const int v = get_or<int>(d, key, dflt);
     if (v < 1) throw std::invalid_argument(std::string("layer option '") + key + "' must be >= 1 or 'auto'");
     return v;
   };
-  s.K = lsh_int("K");
-  s.L = lsh_int("L");
-  s.range_pow = lsh_int("range_pow");
-  s.sparsity = get_or<double>(d, "sparsity", 1.0);
+  s.K = lsh_int("K", s.K);
+  s.L = lsh_int("L", s.L);
+  s.range_pow = lsh_int("range_pow", s.range_pow);
+  s.sparsity = get_or<double>(d, "sparsity", s.sparsity);
+  for (auto item : d) {
+    const std::string k = py::str(item.first);
+    if (k != "size" && k != "hash" && k != "K" && k != "L" && k != "range_pow" && k != "sparsity")
+      throw std::invalid_argument("unknown layer option '" + k + "' (expected size, hash, K, L, range_pow, sparsity)");
+  }
   return s;
+}
+
+py::dict layer_dict(const slide::LayerSpec& s) {
+  py::dict d;
+  d["hash"] = s.hash;
+  auto value = [](int v) { return v ? py::object(py::int_(v)) : py::object(py::str("auto")); };
+  d["K"] = value(s.K);
+  d["L"] = value(s.L);
+  d["range_pow"] = value(s.range_pow);
+  d["sparsity"] = s.sparsity;
+  return d;
 }
 
 slide::NetConfig net_config(const py::dict& c) {
   for (auto item : c) {
     const std::string k = py::str(item.first);
-    if (std::find(std::begin(kNetworkOptions), std::end(kNetworkOptions), k) == std::end(kNetworkOptions))
+    const auto& opts = slide::network_options();
+    if (k != "n_features" && k != "layers" &&
+        std::none_of(opts.begin(), opts.end(), [&k](const slide::OptionInfo& o) { return k == o.name; }))
       throw std::invalid_argument("unknown network option '" + k + "'");
   }
   slide::NetConfig n;
   if (!c.contains("n_features") || !c.contains("layers")) throw std::invalid_argument("config needs n_features and layers");
   n.n_features = get_or<std::int64_t>(c, "n_features", 0);
-  for (auto item : c["layers"].cast<py::list>()) n.layers.push_back(layer_spec(item.cast<py::dict>()));
-  n.bucket_size = get_or(c, "bucket_size", n.bucket_size);
-  n.replacement = get_or(c, "replacement", n.replacement);
-  n.min_active = get_or(c, "min_active", n.min_active);
-  n.pad_below = get_or(c, "pad_below", n.pad_below);
-  n.padding = get_or(c, "padding", n.padding);
-  n.rehash = get_or(c, "rehash", n.rehash);
-  n.rebuild = get_or(c, "rebuild", n.rebuild);
-  n.schedule = get_or(c, "schedule", n.schedule);
-  n.schedule_growth = get_or(c, "schedule_growth", n.schedule_growth);
-  n.dense_adam = get_or(c, "dense_adam", n.dense_adam);
-  n.dwta_compat_shift = get_or(c, "dwta_compat_shift", n.dwta_compat_shift);
-  n.select = get_or(c, "select", n.select);
-  n.random_share = get_or(c, "random_share", n.random_share);
-  n.mips = get_or(c, "mips", n.mips);
-  n.inference_budget = get_or(c, "inference_budget", n.inference_budget);
-  n.adam_catchup = get_or(c, "adam_catchup", n.adam_catchup);
-  n.lr = get_or(c, "lr", n.lr);
-  n.beta1 = get_or(c, "beta1", n.beta1);
-  n.beta2 = get_or(c, "beta2", n.beta2);
-  n.eps = get_or(c, "eps", n.eps);
-  n.init_std = get_or(c, "init_std", n.init_std);
-  n.init_bias_std = get_or(c, "init_bias_std", n.init_std);  // the original draws both from one N(0, sd)
-  n.init_truncated = get_or(c, "init_truncated", n.init_truncated);
-  n.seed = get_or<std::uint64_t>(c, "seed", n.seed);
-  n.threads = get_or(c, "threads", n.threads);
-  n.hugepages = get_or(c, "hugepages", n.hugepages);
-  n.isa = get_or(c, "isa", n.isa);
+  const py::list layers = c["layers"].cast<py::list>();
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    n.layers.push_back(layer_spec(layers[i].cast<py::dict>()));
+#define SLIDE_OPTION_READ(name, T, dflt, choices, lo, hi, flags, doc) n.name = get_or<T>(c, #name, n.name);
+  SLIDE_NETWORK_OPTIONS(SLIDE_OPTION_READ)
+#undef SLIDE_OPTION_READ
   return n;
 }
 
@@ -222,9 +213,46 @@ PYBIND11_MODULE(_native, m) {
   // ---- SLIDE network ----------------------------------------------------------------------
   {
     using slide::Network;
-    py::tuple options(std::size(kNetworkOptions));
-    for (std::size_t i = 0; i < std::size(kNetworkOptions); ++i) options[i] = py::str(kNetworkOptions[i]);
-    m.attr("NETWORK_OPTIONS") = options;
+    // The option table (options.hpp): name, type, default, choices, range, doc of every option.
+    const slide::NetConfig defaults;
+    py::dict dflt;
+#define SLIDE_OPTION_DEFAULT(name, T, d, choices, lo, hi, flags, doc) dflt[#name] = py::cast(defaults.name);
+    SLIDE_NETWORK_OPTIONS(SLIDE_OPTION_DEFAULT)
+#undef SLIDE_OPTION_DEFAULT
+    py::list table;
+    for (const slide::OptionInfo& o : slide::network_options()) {
+      py::dict row;
+      row["name"] = o.name;
+      row["type"] = o.type;
+      py::object d = dflt[o.name];
+      if (py::isinstance<py::float_>(d) && std::isnan(d.cast<double>())) d = py::none();
+      row["default"] = d;
+      py::list choices;
+      for (std::string c = o.choices; !c.empty();) {
+        const std::size_t bar = c.find('|');
+        choices.append(c.substr(0, bar));
+        c = bar == std::string::npos ? "" : c.substr(bar + 1);
+      }
+      row["choices"] = choices;
+      const bool numeric = std::string(o.type) == "int" || std::string(o.type) == "float";
+      auto bound = [&o](double v) {
+        return std::string(o.type) == "int" ? py::object(py::int_(static_cast<long long>(v))) : py::object(py::float_(v));
+      };
+      row["minimum"] = numeric ? bound(o.lo) : py::none();
+      row["maximum"] = numeric && o.hi != slide::kInf ? bound(o.hi) : py::none();
+      row["exclusive_minimum"] = static_cast<bool>(o.flags & slide::kLoOpen);
+      row["exclusive_maximum"] = static_cast<bool>(o.flags & slide::kHiOpen);
+      row["nullable"] = static_cast<bool>(o.flags & slide::kNullable);
+      row["doc"] = o.doc;
+      table.append(row);
+    }
+    m.attr("OPTIONS") = py::tuple(table);
+    m.attr("DEFAULT_LAYERS") = py::make_tuple(layer_dict(slide::default_layer(false)), layer_dict(slide::default_layer(true)));
+    py::list names;
+    names.append("n_features");
+    names.append("layers");
+    for (const slide::OptionInfo& o : slide::network_options()) names.append(o.name);
+    m.attr("NETWORK_OPTIONS") = py::tuple(names);
     m.def("best_isa", &slide::best_isa, "Best kernel level this CPU runs: avx512, avx2 or scalar.");
     m.def("resolve_lsh",
           [](const py::dict& spec, int min_active) {

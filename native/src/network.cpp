@@ -25,8 +25,20 @@ constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
 constexpr int kMaxThreads = 1024;
 // 2: hash tables stored; 3: checksums, fsync'd writes; 4: k-means centroids and Adam update steps stored
 constexpr std::uint32_t kFormat = 4;
-// Random streams (rng.hpp's mix): one constant per kind of random choice.
-constexpr std::uint64_t kSeedCells = 0xA000;  // k-means: the rows that seed the centroids at each rebuild
+// Random streams (rng.hpp's mix(seed, stream, counter)): one per kind of random choice, so that changing how
+// many draws one kind makes never shifts another's. Per-layer streams add the layer index.
+enum Stream : std::uint64_t {
+  kStreamInitWeights = 0x1000,    // + layer; counter: the weight row
+  kStreamInitBias = 0x2000,       // + layer
+  kStreamHashFunctions = 0x3000,  // + layer; counter: the rebuild
+  kStreamNeuronOrder = 0x4000,    // + layer: the fixed permutation of neurons to storage rows (padding runs)
+  kStreamProbe = 0x5000,          // active_set(): counter: the caller's salt
+  kStreamBatch = 0x6000,          // counter: the step; padding and random negatives of the batch's samples
+  kStreamInsertOrder = 0x7000,    // + layer; counter: the rehash; the order neurons enter the tables
+  kStreamTableFill = 0x8000,      // + layer; counter: the rehash; reservoir replacement in full buckets
+  kStreamInference = 0x9000,      // counter: the row; padding of sparse inference (select: union)
+  kStreamCellSeeds = 0xA000,      // + layer; counter: the rebuild; the rows that seed the k-means centroids
+};
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
 constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
@@ -118,33 +130,75 @@ void resolve_auto(LayerSpec& s, int min_active) {
   if (!s.range_pow) s.range_pow = std::min(30, s.K * per_hash);
 }
 
+namespace {
+std::string quoted_choices(const char* choices) {  // "a|b|c" -> "'a', 'b' or 'c'"
+  std::string out, c = choices;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t bar = c.find('|', start);
+    const std::string item = "'" + c.substr(start, bar == std::string::npos ? std::string::npos : bar - start) + "'";
+    if (bar == std::string::npos) return out.empty() ? item : out + " or " + item;
+    out += (out.empty() ? "" : ", ") + item;
+    start = bar + 1;
+  }
+}
+
+bool in_choices(const std::string& v, const char* choices) {
+  const std::string c = std::string("|") + choices + "|";
+  return c.find("|" + v + "|") != std::string::npos;
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+void check_value(const char* name, const std::string& v, const char* choices, double, double, unsigned) {
+  if (*choices && !in_choices(v, choices))
+    throw std::invalid_argument(std::string(name) + " must be " + quoted_choices(choices) + ", got '" + v + "'");
+}
+
+void check_value(const char* name, bool, const char*, double, double, unsigned) { (void)name; }
+
+template <class T>
+void check_value(const char* name, T value, const char*, double lo, double hi, unsigned flags) {
+  const double v = static_cast<double>(value);
+  if ((flags & kNullable) && std::isnan(v)) return;
+  const bool lo_ok = flags & kLoOpen ? v > lo : v >= lo, hi_ok = flags & kHiOpen ? v < hi : v <= hi;
+  if (std::isfinite(v) && lo_ok && hi_ok) return;
+  std::string range;
+  if (hi == kInf) range = std::string(flags & kLoOpen ? "> " : ">= ") + number_text(lo);
+  else range = std::string("in ") + (flags & kLoOpen ? "(" : "[") + number_text(lo) + ", " + number_text(hi) +
+               (flags & kHiOpen ? ")" : "]");
+  throw std::invalid_argument(std::string(name) + " must be " + range + ", got " + number_text(v));
+}
+}  // namespace
+
+const std::vector<OptionInfo>& network_options() {
+  static const std::vector<OptionInfo> table = {
+#define SLIDE_OPTION_INFO(name, T, dflt, choices, lo, hi, flags, doc) \
+  OptionInfo{#name, option_type<T>(), choices, static_cast<double>(lo), static_cast<double>(hi), flags, doc},
+      SLIDE_NETWORK_OPTIONS(SLIDE_OPTION_INFO)
+#undef SLIDE_OPTION_INFO
+  };
+  return table;
+}
+
+void check_options(const NetConfig& cfg) {
+#define SLIDE_OPTION_CHECK(name, T, dflt, choices, lo, hi, flags, doc) \
+  check_value(#name, cfg.name, choices, static_cast<double>(lo), static_cast<double>(hi), flags);
+  SLIDE_NETWORK_OPTIONS(SLIDE_OPTION_CHECK)
+#undef SLIDE_OPTION_CHECK
+}
+
 Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   if (cfg.n_features < 1) throw std::invalid_argument("n_features must be >= 1");
   if (cfg.layers.size() < 2) throw std::invalid_argument("need at least one hidden layer and the output layer");
-  if (cfg.rehash < 1 || cfg.rebuild < 1) throw std::invalid_argument("rehash and rebuild must be >= 1 sample");
-  if (cfg.schedule != "fixed" && cfg.schedule != "exponential")
-    throw std::invalid_argument("schedule must be 'fixed' or 'exponential', got '" + cfg.schedule + "'");
-  if (!(cfg.lr > 0) || !std::isfinite(cfg.lr)) throw std::invalid_argument("lr must be a finite number > 0");
-  if (!(cfg.beta1 >= 0 && cfg.beta1 < 1)) throw std::invalid_argument("beta1 must be in [0, 1)");
-  if (!(cfg.beta2 >= 0 && cfg.beta2 < 1)) throw std::invalid_argument("beta2 must be in [0, 1)");
-  if (!(cfg.eps > 0) || !std::isfinite(cfg.eps)) throw std::invalid_argument("eps must be a finite number > 0");
-  if (!(cfg.init_std >= 0) || !std::isfinite(cfg.init_std)) throw std::invalid_argument("init_std must be >= 0");
-  if (!(cfg.init_bias_std >= 0) || !std::isfinite(cfg.init_bias_std))
-    throw std::invalid_argument("init_bias_std must be >= 0");
-  if (!(cfg.schedule_growth >= 1) || !std::isfinite(cfg.schedule_growth))
-    throw std::invalid_argument("schedule_growth must be a finite number >= 1");
-  if (cfg.bucket_size < 1) throw std::invalid_argument("bucket_size must be >= 1");
-  if (cfg.min_active < 0 || cfg.pad_below < 0) throw std::invalid_argument("min_active and pad_below must be >= 0");
-  if (cfg.padding != "batch" && cfg.padding != "sample")
-    throw std::invalid_argument("padding must be 'batch' or 'sample', got '" + cfg.padding + "'");
-  if (cfg.select != "union" && cfg.select != "topk")
-    throw std::invalid_argument("select must be 'union' or 'topk', got '" + cfg.select + "'");
-  if (!(cfg.random_share >= 0 && cfg.random_share <= 1))
-    throw std::invalid_argument("random_share must be in [0, 1]");
-  if (cfg.inference_budget < 0) throw std::invalid_argument("inference_budget must be >= 0");
   if (cfg.threads < 0 || cfg.threads > kMaxThreads)  // OpenMP crashes on absurd counts instead of failing
     throw std::invalid_argument("threads must be in 1.." + std::to_string(kMaxThreads) + " (0: all cores), got " +
                                 std::to_string(cfg.threads));
+  check_options(cfg);
   k_ = &select_kernels(cfg.isa);
   pages_ = parse_page_policy(cfg.hugepages);
   const Replacement repl = parse_replacement(cfg.replacement);
@@ -176,7 +230,7 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     // N(0, init_std) weights and biases as the original, from counter-based streams (thread-count independent).
     const std::int64_t rows = L.rows();
     const int cols = L.cols();
-    const float sd = static_cast<float>(cfg.init_std), bsd = static_cast<float>(cfg.init_bias_std);
+    const float sd = static_cast<float>(cfg.init_std), bsd = static_cast<float>(cfg.bias_std());
     const bool trunc = cfg.init_truncated;
     auto draw = [trunc](Rng& rng) {
       float z = rng.normal();
@@ -185,11 +239,11 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     };
 #pragma omp parallel for num_threads(threads_) schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
-      Rng rng(mix(cfg.seed, 0x1000 + l, static_cast<std::uint64_t>(r)));
+      Rng rng(mix(cfg.seed, kStreamInitWeights + l, static_cast<std::uint64_t>(r)));
       float* w = L.w(r);
       for (int c = 0; c < cols; ++c) w[c] = sd * draw(rng);
     }
-    Rng brng(mix(cfg.seed, 0x2000 + l));
+    Rng brng(mix(cfg.seed, kStreamInitBias + l));
     for (auto& v : L.b) v = bsd * draw(brng);
     if (L.sparse) {
       if (cfg.select == "topk" && cfg.min_active < 1)
@@ -198,13 +252,13 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
       resolve_auto(rs, cfg.min_active);
       L.hdim = L.in_dim + (cfg.mips ? 2 : 0);
       L.hash = HashFamily(parse_hash_kind(rs.hash), rs.K, rs.L, L.hdim, rs.range_pow, cfg.dwta_compat_shift,
-                          mix(cfg.seed, 0x3000 + l, 0));
+                          mix(cfg.seed, kStreamHashFunctions + l, 0));
       // k-means cells hold every neuron assigned to them (no bucket capacity)
       L.tables = HashTables(rs.L, rs.range_pow, L.hash.kind() == HashKind::Kmeans ? s.size : cfg.bucket_size, repl,
                             pages_);
       L.perm.resize(s.size);
       std::iota(L.perm.begin(), L.perm.end(), 0);
-      Rng prng(mix(cfg.seed, 0x4000 + l));
+      Rng prng(mix(cfg.seed, kStreamNeuronOrder + l));
       for (int i = s.size - 1; i > 0; --i) std::swap(L.perm[i], L.perm[prng.below(i + 1)]);
       L.inv.resize(s.size);
       for (int r = 0; r < s.size; ++r) L.inv[L.perm[r]] = r;
@@ -458,7 +512,7 @@ std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, co
   std::vector<std::int32_t> active;
   // single-threaded call: thread slot 0
   const Layer& o = layers_.back();
-  select_active(o, hp[nh - 1], labels, n_labels, mix(cfg_.seed, 0x5000, salt), active, *ws_, pad);
+  select_active(o, hp[nh - 1], labels, n_labels, mix(cfg_.seed, kStreamProbe, salt), active, *ws_, pad);
   for (auto& r : active) r = o.id_of(r);
   return active;
 }
@@ -485,7 +539,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
     ws.batch = B;
   }
   const float inv_b = 1.f / static_cast<float>(B);
-  const std::uint64_t batch_seed = mix(cfg_.seed, 0x6000, static_cast<std::uint64_t>(step_));
+  const std::uint64_t batch_seed = mix(cfg_.seed, kStreamBatch, static_cast<std::uint64_t>(step_));
   const bool per_sample_padding = cfg_.padding == "sample";
   const auto t_region = Clock::now();
   for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0, t.n_labels = t.n_retrieved = t.n_random = 0;
@@ -827,7 +881,7 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
     ++rebuild_count_;
     if (!kmeans)
       L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.hdim, s.range_pow, cfg_.dwta_compat_shift,
-                          mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuild_count_)));
+                          mix(cfg_.seed, kStreamHashFunctions + li, static_cast<std::uint64_t>(rebuild_count_)));
   }
   const std::int64_t N = L.size;
   if (cfg_.mips) {
@@ -859,13 +913,13 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
   std::vector<std::int32_t>& order = L.order;
   order.resize(N);
   std::iota(order.begin(), order.end(), 0);
-  Rng rng(mix(cfg_.seed, 0x7000 + li, static_cast<std::uint64_t>(rehash_count_)));
+  Rng rng(mix(cfg_.seed, kStreamInsertOrder + li, static_cast<std::uint64_t>(rehash_count_)));
   for (std::int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
   // codes are table-major, in insertion order, so each table's build streams through them
   const int nt = L.hash.L();
   L.codes.resize(static_cast<std::size_t>(N) * nt);
   hash_rows(L, order.data(), L.codes.data());
-  L.tables.build(L.codes.data(), N, order.data(), mix(cfg_.seed, 0x8000 + li, rehash_count_), threads_);
+  L.tables.build(L.codes.data(), N, order.data(), mix(cfg_.seed, kStreamTableFill + li, rehash_count_), threads_);
   ++rehash_count_;
 }
 
@@ -894,7 +948,7 @@ void Network::refine_cells(Layer& L, int iterations, bool reseed) {
   const std::int64_t N = L.size;
   std::vector<float> cent(static_cast<std::size_t>(C) * D, 0.f);
   if (reseed) {  // more cells than neurons: the extra cells keep a zero centroid and stay empty
-    Rng rng(mix(cfg_.seed, kSeedCells + li, static_cast<std::uint64_t>(rebuild_count_)));
+    Rng rng(mix(cfg_.seed, kStreamCellSeeds + li, static_cast<std::uint64_t>(rebuild_count_)));
     std::vector<std::int32_t> pick(N);
     std::iota(pick.begin(), pick.end(), 0);
     for (int i = 0; i < std::min<std::int64_t>(C, N); ++i) {
@@ -1041,7 +1095,7 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
 #pragma omp for schedule(dynamic, 8)
     for (std::int64_t s = 0; s < n; ++s) {
       const float* h = Hl.data() + s * dim;
-      select_active(o, h, nullptr, 0, mix(cfg_.seed, 0x9000, static_cast<std::uint64_t>(s)), act, *ws_, pad,
+      select_active(o, h, nullptr, 0, mix(cfg_.seed, kStreamInference, static_cast<std::uint64_t>(s)), act, *ws_, pad,
                     cfg_.inference_neurons());
       z.resize(act.size());
       k_->gather_dot(o.P.data(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
@@ -1425,7 +1479,7 @@ std::string Network::load(const std::string& path) {
     if (!L.sparse || L.hash.kind() == HashKind::Kmeans) continue;
     const LayerSpec& sp = cfg_.layers[li];
     L.hash = HashFamily(parse_hash_kind(sp.hash), sp.K, sp.L, L.hdim, sp.range_pow, cfg_.dwta_compat_shift,
-                        mix(cfg_.seed, 0x3000 + li, static_cast<std::uint64_t>(rebuilds)));
+                        mix(cfg_.seed, kStreamHashFunctions + li, static_cast<std::uint64_t>(rebuilds)));
   }
   rehash_count_ = rehashes;
   rebuild_count_ = rebuilds;

@@ -2,6 +2,7 @@
 // sample come from LSH tables (plus the true labels, padded with random neurons), softmax over the
 // active set, Adam. Gradients are accumulated per batch without locks and applied deterministically.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -11,15 +12,23 @@
 #include "alloc.hpp"
 #include "kernels.hpp"
 #include "lsh.hpp"
+#include "options.hpp"
 
 namespace slide {
 
 struct LayerSpec {
   int size = 0;
-  std::string hash = "dwta";  // dwta | srp | kmeans
-  int K = 1, L = 1, range_pow = 1;  // 0 = auto: chosen from the layer size and the active-set budget
-  double sparsity = 1.0;      // 1 = dense layer (every neuron active); < 1 = LSH active sets
+  std::string hash = "dwta";        // dwta | srp | kmeans
+  int K = 0, L = 0, range_pow = 0;  // 0 = auto: chosen from the layer size and the active-set budget
+  double sparsity = 1.0;            // 1 = dense layer (every neuron active); < 1 = LSH active sets
 };
+
+// A layer entry's missing keys take LayerSpec's defaults above; the layers a network gets when none are given:
+// hidden layers are dense (their hash settings unused, kept for the
+// original's configuration files); the output layer keeps 0.5% of its neurons active, from k-means cells.
+inline LayerSpec default_layer(bool output) {
+  return output ? LayerSpec{0, "kmeans", 0, 0, 0, 0.005} : LayerSpec{0, "dwta", 2, 20, 6, 1.0};
+}
 
 // Resolve `auto` (0) K, L and range_pow of a sparse layer of s.size neurons with a budget of min_active.
 void resolve_auto(LayerSpec& s, int min_active);
@@ -27,44 +36,19 @@ void resolve_auto(LayerSpec& s, int min_active);
 struct NetConfig {
   std::int64_t n_features = 0;
   std::vector<LayerSpec> layers;  // hidden layers, then the output layer
-  int bucket_size = 128;
-  std::string replacement = "fifo";
-  int min_active = 1000, pad_below = 1500;
-  // How the output layer's active set is chosen from the tables:
-  //   "union": every id in the sample's buckets, padded with random neurons to min_active when fewer than
-  //            pad_below were found (the original's Mode 4);
-  //   "topk":  a fixed budget of min_active neurons: the labels, then the retrieved neurons ranked by how
-  //            many tables returned them (k-means: by the score of their cell), then random_share of the
-  //            budget as random negatives; random padding only when retrieval runs dry.
-  std::string select = "union";
-  double random_share = 0.0;
-  // Hash the neurons for maximum inner product: w.h + b, not w alone. Each neuron is hashed as
-  // [w - mean(w), b, sqrt(M^2 - |w - mean(w)|^2 - b^2)] / M and each query as [h, 1, 0], so the angle the
-  // hash measures ranks neurons exactly as their scores do (centering shifts every score of a query equally).
-  bool mips = false;
-  // Sparse inference (select: topk): neurons retrieved and scored per row; 0 = 2 x min_active.
-  int inference_budget = 0;
+  // Every other option, with its default and meaning: options.hpp (one declaration per option).
+#define SLIDE_OPTION_MEMBER(name, T, dflt, choices, lo, hi, flags, doc) T name = dflt;
+  SLIDE_NETWORK_OPTIONS(SLIDE_OPTION_MEMBER)
+#undef SLIDE_OPTION_MEMBER
   int inference_neurons() const { return inference_budget > 0 ? inference_budget : 2 * min_active; }
-  // Where padding starts: "batch" = one random start shared by the batch (what the original does in
-  // practice: it reseeds rand() with time(NULL) per sample, so all samples within a second share it);
-  // "sample" = an independent start per sample.
-  std::string padding = "sample";
-  std::int64_t rehash = 6400, rebuild = 128000;  // in samples
-  std::string schedule = "fixed";                 // fixed | exponential
-  double schedule_growth = 1.1;                   // exponential: each interval is this times the last
-  bool dense_adam = false, dwta_compat_shift = false;
-  // Sparse Adam: when a row is next touched, first take (in closed form) the steps dense Adam would have taken
-  // with zero gradient while the row was idle: momentum keeps moving it, as it does in a dense optimiser.
-  bool adam_catchup = false;
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  // Initialisation. The original: weights and biases N(0, 0.01). The pipeline's shared init (model.init_std):
-  // weights truncated at 2 sd (as TensorFlow's truncated_normal), zero biases.
-  double init_std = 0.01, init_bias_std = 0.01;
-  bool init_truncated = false;
-  std::uint64_t seed = 0;
-  int threads = 0;  // 0 = OpenMP default
-  std::string hugepages = "auto", isa = "auto";
+  double bias_std() const { return std::isnan(init_bias_std) ? init_std : init_bias_std; }
+  bool bf16() const { return precision == "bf16"; }
 };
+
+// The option table (options.hpp) in declaration order, for the bindings and their users.
+const std::vector<OptionInfo>& network_options();
+// Throw std::invalid_argument naming the first option outside its allowed values or range.
+void check_options(const NetConfig& cfg);
 
 // Borrowed CSR views (numpy arrays from Python, no copies).
 struct Csr {

@@ -18,55 +18,74 @@ import numpy as np
 
 from .native import native
 
-# A 1-hidden-layer network: dense hidden layer, LSH output layer (k-means cells sized from the label count).
-DEFAULT_LAYERS = [
-    {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0},
-    {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.005},
-]
-# Options that differ from the shipped SLIDE code unless told otherwise: the output layer's active set is the
-# best `min_active` neurons by maximum-inner-product search, half of them random negatives (weighted as
-# sampled softmax does), and sparse Adam catches up on the momentum steps of a row's idle steps.
-# The shipped code: select="union", mips=False, random_share=0, adam_catchup=False with DWTA K 6, L 50, range_pow 18.
-DEFAULT_OPTIONS = {"select": "topk", "mips": True, "random_share": 0.5, "adam_catchup": True}
-# Keys of the core's config that Network sets itself; the others are options (native().NETWORK_OPTIONS,
-# documented in workflow/schemas/config.schema.yaml).
+# Keys of the core's config that Network takes as arguments of its own; every other option, its type, default,
+# allowed values and meaning is in the core's option table (native().OPTIONS; see `help(slide.Network)`).
 _SET_BY_NETWORK = {"n_features", "layers", "lr", "seed", "threads"}
 
 
-class Network:
+class _OptionsDoc(type):
+    """Gives slide.Network a docstring and signature built from the core's option table when asked (help(),
+    inspect.signature), so the defaults shown are the ones the core uses; the extension loads lazily."""
+
+    @property
+    def __doc__(cls):
+        return (_NETWORK_DOC + "\n\nOptions (keyword arguments; defaults from the core's option table):\n"
+                + options_help())
+
+    @property
+    def __signature__(cls):
+        import inspect
+
+        P = inspect.Parameter
+        params = [P("n_features", P.POSITIONAL_OR_KEYWORD, annotation=int),
+                  P("n_labels", P.POSITIONAL_OR_KEYWORD, annotation=int),
+                  P("hidden", P.POSITIONAL_OR_KEYWORD, default=(128,)),
+                  P("layers", P.POSITIONAL_OR_KEYWORD, default=None)]
+        types = {"int": int, "float": float, "bool": bool, "str": str}
+        for name, o in option_table().items():
+            if name not in ("n_features", "layers"):
+                params.append(P(name, P.KEYWORD_ONLY, default=o["default"], annotation=types[o["type"]]))
+        return inspect.Signature(params)
+
+
+_NETWORK_DOC = """A SLIDE network: sparse input -> dense ReLU hidden layers -> LSH-sampled output layer.
+
+    hidden: sizes of the hidden layers; layers: one dict per layer (hash, K, L, range_pow, sparsity; missing
+    keys take the core's defaults, native().DEFAULT_LAYERS)."""
+
+
+class Network(metaclass=_OptionsDoc):
     def __init__(self, n_features: int, n_labels: int, hidden: Sequence[int] = (128,),
-                 layers: Sequence[dict] | None = None, lr: float = 1e-3, seed: int = 0,
-                 threads: int | None = None, inference: str = "dense", **options: Any):
+                 layers: Sequence[dict] | None = None, lr: float | None = None, seed: int = 0,
+                 threads: int | None = None, **options: Any):
         layers = list(layers) if layers is not None else _default_layers(len(hidden))
         if len(layers) != len(hidden) + 1:
             raise ValueError(f"need one LSH entry per layer: {len(hidden)} hidden + 1 output = "
                              f"{len(hidden) + 1}, got {len(layers)}")
-        if inference not in ("dense", "sparse"):
-            raise ValueError(f"inference must be 'dense' or 'sparse', got {inference!r}")
-        unknown = set(options) - (set(native().NETWORK_OPTIONS) - _SET_BY_NETWORK)
+        table = option_table()
+        unknown = set(options) - (set(table) - _SET_BY_NETWORK)
         if unknown:
             raise ValueError(f"unknown SLIDE option(s): {', '.join(sorted(unknown))}")
         sizes = [*map(int, hidden), int(n_labels)]
         self.config = {
             "n_features": int(n_features),
             "layers": [{**spec, "size": size} for spec, size in zip(layers, sizes)],
-            "lr": float(lr), "seed": int(seed), "threads": int(threads or 0), **DEFAULT_OPTIONS, **options,
+            "lr": float(table["lr"]["default"] if lr is None else lr), "seed": int(seed),
+            "threads": int(threads or 0), **options,
         }
-        self.inference = inference
-        self._net = native().Network(self.config)
+        self._net = native().Network(self.config)  # checks every option against the table
+        self.inference = self.config.get("inference", table["inference"]["default"])
 
     @classmethod
     def from_config(cls, config: dict, n_features: int, n_labels: int, threads: int | None = None) -> "Network":
         """Build from the pipeline's config (sections model, train, slide)."""
         s = dict(config["slide"])
         layers = s.pop("layers")
-        inference = s.pop("inference", "dense")
         init = {}
         if config["model"].get("init_std") is not None:  # the init shared with the baselines
             init = {"init_std": float(config["model"]["init_std"]), "init_bias_std": 0.0, "init_truncated": True}
         return cls(n_features, n_labels, hidden=config["model"]["hidden"], layers=layers,
-                   lr=config["train"]["lr"], seed=config["train"].get("seed", 0), threads=threads,
-                   inference=inference, **s, **init)
+                   lr=config["train"]["lr"], seed=config["train"].get("seed", 0), threads=threads, **s, **init)
 
     # ---- training and inference -----------------------------------------------------------------
     def train_batch(self, x, labels=None) -> float:
@@ -108,7 +127,7 @@ class Network:
     # ---- persistence -----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Weights, Adam state and schedule counters (hash tables are rebuilt on load). Atomic."""
-        meta = json.dumps({"config": self.config, "inference": self.inference})
+        meta = json.dumps({"config": self.config})
         self._net.save(str(path), meta)
 
     @classmethod
@@ -116,6 +135,8 @@ class Network:
         meta = _read_meta(path)
         cfg = dict(meta["config"])
         saved_threads = cfg.pop("threads", 0)
+        if "inference" in meta:  # files written before inference was a core option kept it beside the config
+            cfg.setdefault("inference", meta["inference"])
         layers = cfg.pop("layers")
         n_labels = layers[-1]["size"]
         hidden = [spec["size"] for spec in layers[:-1]]
@@ -123,7 +144,6 @@ class Network:
                   layers=[{k: v for k, v in spec.items() if k != "size"} for spec in layers],
                   lr=cfg.pop("lr"), seed=cfg.pop("seed"),
                   threads=threads if threads is not None else saved_threads or None,
-                  inference=meta.get("inference", "dense"),
                   **cfg)
         net.load_state(path)
         return net
@@ -131,8 +151,12 @@ class Network:
     def load_state(self, path: str | os.PathLike) -> None:
         """Restore into this network; it must have the saved network's configuration."""
         saved = _read_meta(path)["config"]
-        mine = {k: v for k, v in self.config.items() if k != "threads"}
-        theirs = {k: v for k, v in saved.items() if k != "threads"}
+        defaults = {name: o["default"] for name, o in option_table().items()}
+
+        def effective(cfg):  # options left out take their defaults; threads and inference leave the state alone
+            return {k: v for k, v in {**defaults, **cfg}.items() if k not in ("threads", "inference")}
+
+        mine, theirs = effective(self.config), effective(saved)
         if mine != theirs:
             diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise ValueError(f"{path}: saved with a different configuration (differs in: {', '.join(diff)})")
@@ -161,7 +185,22 @@ class Network:
 
 
 def _default_layers(n_hidden: int) -> list[dict]:
-    return [dict(DEFAULT_LAYERS[0]) for _ in range(n_hidden)] + [dict(DEFAULT_LAYERS[1])]
+    hidden, output = native().DEFAULT_LAYERS
+    return [dict(hidden) for _ in range(n_hidden)] + [dict(output)]
+
+
+def option_table() -> dict[str, dict]:
+    """The core's SLIDE options by name: type, default, choices, minimum/maximum, doc (one declaration each)."""
+    return {row["name"]: dict(row) for row in native().OPTIONS}
+
+
+def options_help() -> str:
+    """The option table as text (slide.Network's docstring)."""
+    lines = []
+    for name, o in option_table().items():
+        allowed = f" ({' | '.join(o['choices'])})" if o["choices"] else ""
+        lines.append(f"    {name} = {o['default']!r}{allowed}: {o['doc']}")
+    return "\n".join(lines)
 
 
 def _read_meta(path) -> dict:
