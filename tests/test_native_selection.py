@@ -15,7 +15,7 @@ from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE
 from slide.training.protocol import read_csv  # noqa: E402
 from slide.training.slide_model import LSH_COLUMNS  # noqa: E402
 
-ISAS = ["scalar", "avx2", "avx512"]
+ISAS = ["scalar", "avx2", "avx512", "avx512_bf16"]
 SUPPORTED = ISAS[:ISAS.index(N.best_isa()) + 1]
 DENSE = {"sparsity": 1.0}
 KMEANS_AUTO = {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.05}

@@ -51,7 +51,7 @@ def test_avx512_host_with_enough_hugepages_is_ok(tmp_path):
     root = make_tree(tmp_path, pools={2048: (1000, 1000, 0), 1048576: (10, 10, 0)})
     r = check_host("strict", 900, 10, proc_root=root)
     assert r["status"] == "ok" and r["problems"] == []
-    assert r["isa"] == "avx512"
+    assert r["isa"] == "avx512_bf16"  # the fixture CPU has avx512_bf16 too
     assert all(r["cpu"]["flags"].values())
     assert r["cpu"]["model"] == "Intel(R) Xeon(R) Platinum 8480+" and r["cpu"]["vendor"] == "GenuineIntel"
     assert r["cpu"]["physical_cores"] == 4 and r["cpu"]["logical_cores"] >= 1
@@ -76,6 +76,9 @@ def test_avx2_host_warns_that_the_core_uses_avx2_kernels(tmp_path, caplog):
 
 @pytest.mark.parametrize("flags, isa", [
     ({"avx512f": True, "avx512bw": True, "avx512vl": True, "avx512dq": True, "avx2": True, "fma": True}, "avx512"),
+    ({"avx512f": True, "avx512bw": True, "avx512vl": True, "avx512dq": True, "avx512_bf16": True}, "avx512_bf16"),
+    ({"avx512f": False, "avx512bw": True, "avx512vl": True, "avx512dq": True, "avx512_bf16": True, "avx2": True,
+      "fma": True}, "avx2"),
     ({"avx512f": True, "avx512bw": False, "avx512vl": True, "avx512dq": True, "avx2": True, "fma": True}, "avx2"),
     ({"avx2": True, "fma": False}, "scalar"),
     ({"avx2": None, "fma": None}, "scalar"),
@@ -196,7 +199,8 @@ def test_real_host_matches_its_own_files():
     flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split())
     assert r["cpu"]["flags"]["avx2"] == ("avx2" in flags)
     assert r["cpu"]["flags"]["avx512f"] == ("avx512f" in flags)
-    want = "avx512" if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags else (
+    avx512 = {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags
+    want = ("avx512_bf16" if avx512 and "avx512_bf16" in flags else "avx512") if avx512 else (
         "avx2" if {"avx2", "fma"} <= flags else "scalar")
     assert r["isa"] == want
     assert ("avx512f" in flags) == all("AVX-512" not in w for w in whats(r))

@@ -36,11 +36,23 @@ struct Kernels {
   // 8 contiguous values per dim instead of gathering. Bins here are array-of-structs: dims[b*8 + j],
   // pos[b*8 + j]. out[b*8 + lane] = position for bin b, vector lane.
   void (*dwta8)(const float* Wt, const std::int32_t* dims, const std::int32_t* pos, int nbins, std::int32_t* out);
+  // bfloat16 storage (precision: bf16): gather_dot / gather_axpy on rows stored as bf16, computed in fp32
+  void (*gather_dot_bf16)(const std::uint16_t* W, std::int64_t ld, const std::int32_t* ids, int m, const float* x,
+                          int n, float* out);
+  void (*gather_axpy_bf16)(const std::uint16_t* W, std::int64_t ld, const std::int32_t* ids, const float* coef, int m,
+                           int n, float* y);
+  // adam_after_idle on bf16 w, m, v (c = 0, d1 = d2 = 1: no idle steps), stored with stochastic rounding whose
+  // random bits are a hash of (seed, element index)
+  void (*adam_bf16)(std::uint16_t* w, std::uint16_t* m, std::uint16_t* v, const float* g, int n, float lr_t, float b1,
+                    float b2, float eps, float c, float d1, float d2, std::uint32_t seed);
+  void (*to_bf16)(const float* x, std::uint16_t* out, int n);  // round to nearest even
+  void (*from_bf16)(const std::uint16_t* x, float* out, int n);
 };
 
-// isa: "auto" (best the CPU supports), "avx512", "avx2" or "scalar". Throws if the CPU lacks it.
+// isa: "auto" (best the CPU supports), "avx512_bf16" (AVX-512 with its BF16 dot products), "avx512", "avx2" or
+// "scalar". Throws if the CPU lacks it.
 const Kernels& select_kernels(const std::string& isa);
-// What the CPU supports, best first ("avx512", "avx2", "scalar").
+// The best level the CPU supports ("avx512_bf16", "avx512", "avx2", "scalar").
 std::string best_isa();
 
 }  // namespace slide

@@ -38,6 +38,7 @@ enum Stream : std::uint64_t {
   kStreamTableFill = 0x8000,      // + layer; counter: the rehash; reservoir replacement in full buckets
   kStreamInference = 0x9000,      // counter: the row; padding of sparse inference (select: union)
   kStreamCellSeeds = 0xA000,      // + layer; counter: the rebuild; the rows that seed the k-means centroids
+  kStreamRounding = 0xB000,       // + layer; counter: the step; stochastic rounding of bf16 Adam updates
 };
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
@@ -49,18 +50,38 @@ constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 ce
 struct Network::Layer {
   int in_dim = 0, size = 0;
   bool input = false, sparse = false;
-  // Parameters in one allocation, as three row-major blocks: weights, Adam m, Adam v (row stride ld).
+  // Parameters in one allocation, as three row-major blocks (Part): weights, Adam m, Adam v (row stride ld), in
+  // fp32 (P) or, with precision bf16 on the input and output layers, in bfloat16 (Q; P stays empty).
+  enum Part : int { kWeights = 0, kMoment1 = 1, kMoment2 = 2 };
+  static constexpr int kParts = 3;
+  bool bf16 = false;
   HugeArray<float> P;
+  HugeArray<std::uint16_t> Q;
   std::int64_t ld = 0;  // row stride = cols
   std::vector<float> b, mb, vb;
   std::vector<std::int64_t> last;  // adam_catchup: the step of each row's last Adam update (rows updated sparsely)
-  float* w(std::int64_t r) { return P.data() + r * ld; }
-  const float* w(std::int64_t r) const { return P.data() + r * ld; }
-  float* m(std::int64_t r) { return P.data() + (rows() + r) * ld; }
-  float* v(std::int64_t r) { return P.data() + (2 * rows() + r) * ld; }
-  // part 0, 1, 2: weights, Adam m, Adam v of row r
-  const float* param(int part, std::int64_t r) const { return P.data() + (part * rows() + r) * ld; }
-  float* param(int part, std::int64_t r) { return P.data() + (part * rows() + r) * ld; }
+  std::int64_t at(Part part, std::int64_t r) const { return (part * rows() + r) * ld; }
+  float* param(Part part, std::int64_t r) { return P.data() + at(part, r); }
+  const float* param(Part part, std::int64_t r) const { return P.data() + at(part, r); }
+  std::uint16_t* param16(Part part, std::int64_t r) { return Q.data() + at(part, r); }
+  const std::uint16_t* param16(Part part, std::int64_t r) const { return Q.data() + at(part, r); }
+  float* w(std::int64_t r) { return param(kWeights, r); }  // fp32 layers only
+  const float* w(std::int64_t r) const { return param(kWeights, r); }
+  float* m(std::int64_t r) { return param(kMoment1, r); }
+  float* v(std::int64_t r) { return param(kMoment2, r); }
+  // Row r of a part as floats, in either storage: the row itself (fp32) or its conversion into buf (bf16).
+  const float* row(Part part, std::int64_t r, float* buf, const Kernels& k) const {
+    if (!bf16) return param(part, r);
+    k.from_bf16(param16(part, r), buf, cols());
+    return buf;
+  }
+  // Store row r of a part from floats (rounded to nearest even with bf16).
+  void set_row(Part part, std::int64_t r, const float* x, const Kernels& k) {
+    if (bf16) k.to_bf16(x, param16(part, r), cols());
+    else std::memcpy(param(part, r), x, sizeof(float) * cols());
+  }
+  const float* weights_f32() const { return P.data(); }
+  const std::uint16_t* weights_bf16() const { return Q.data(); }
   HashFamily hash;
   HashTables tables;
   // Sparse layers store neuron id perm[r] in row r, a fixed random permutation (the original's _randNode).
@@ -223,7 +244,10 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
     L.input = l == 0;
     L.sparse = s.sparsity < 1;
     L.ld = L.cols();
-    L.P.allocate(3 * static_cast<std::size_t>(L.rows()) * L.ld, pages_);
+    // bf16 storage where the memory is: the input layer and the output layer (hidden-to-hidden layers are small)
+    L.bf16 = cfg.bf16() && (L.input || is_output);
+    if (L.bf16) L.Q.allocate(Layer::kParts * static_cast<std::size_t>(L.rows()) * L.ld, pages_);
+    else L.P.allocate(Layer::kParts * static_cast<std::size_t>(L.rows()) * L.ld, pages_);
     L.b.assign(s.size, 0.f);
     L.mb.assign(s.size, 0.f);
     L.vb.assign(s.size, 0.f);
@@ -237,11 +261,15 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
       while (trunc && std::fabs(z) > 2.f) z = rng.normal();
       return z;
     };
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      Rng rng(mix(cfg.seed, kStreamInitWeights + l, static_cast<std::uint64_t>(r)));
-      float* w = L.w(r);
-      for (int c = 0; c < cols; ++c) w[c] = sd * draw(rng);
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> w(cols);
+#pragma omp for schedule(static)
+      for (std::int64_t r = 0; r < rows; ++r) {
+        Rng rng(mix(cfg.seed, kStreamInitWeights + l, static_cast<std::uint64_t>(r)));
+        for (int c = 0; c < cols; ++c) w[c] = sd * draw(rng);
+        L.set_row(Layer::kWeights, r, w.data(), *k_);
+      }
     }
     Rng brng(mix(cfg.seed, kStreamInitBias + l));
     for (auto& v : L.b) v = bsd * draw(brng);
@@ -291,8 +319,11 @@ void Network::weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) co
 
 void Network::copy_weights(int layer, float* out) const {
   const Layer& L = layers_.at(layer);
-  for (std::int64_t i = 0; i < L.rows(); ++i)  // in neuron-id order
-    std::memcpy(out + i * L.cols(), L.w(L.input ? i : L.row_of(static_cast<std::int32_t>(i))), sizeof(float) * L.cols());
+  std::vector<float> buf(L.cols());
+  for (std::int64_t i = 0; i < L.rows(); ++i) {  // in neuron-id order
+    const std::int64_t r = L.input ? i : L.row_of(static_cast<std::int32_t>(i));
+    std::memcpy(out + i * L.cols(), L.row(Layer::kWeights, r, buf.data(), *k_), sizeof(float) * L.cols());
+  }
 }
 
 void Network::table_stats(std::int64_t* nonempty, std::int64_t* stored) const {
@@ -333,7 +364,8 @@ void Network::hidden_forward(const Csr& x, std::int64_t row, float* const* h) co
   const std::int64_t a = x.indptr[row], e = x.indptr[row + 1];
   float* h0 = h[0];
   std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
-  k_->gather_axpy(L0.P.data(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
+  if (L0.bf16) k_->gather_axpy_bf16(L0.weights_bf16(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
+  else k_->gather_axpy(L0.weights_f32(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
   for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
   for (std::size_t l = 1; l + 1 < layers_.size(); ++l) {
     const Layer& L = layers_[l];
@@ -344,9 +376,9 @@ void Network::hidden_forward(const Csr& x, std::int64_t row, float* const* h) co
 }
 
 void Network::hash_vector(const Layer& L, std::int64_t r, float* out) const {
-  const float* w = L.w(r);
+  const float* w = L.row(Layer::kWeights, r, out, *k_);  // bf16: converted into out, transformed in place below
   if (!cfg_.mips) {
-    std::memcpy(out, w, sizeof(float) * L.in_dim);
+    if (w != out) std::memcpy(out, w, sizeof(float) * L.in_dim);
     return;
   }
   const float s = L.inv_norm;
@@ -569,7 +601,8 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
       t.z.resize(m);
-      k_->gather_dot(o.P.data(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      if (o.bf16) k_->gather_dot_bf16(o.weights_bf16(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      else k_->gather_dot(o.weights_f32(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
       // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
       const int first_random = picked.labels + picked.retrieved;
@@ -611,7 +644,8 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       // back-propagate into the hidden layers
       float* dh = t.dh.data();
       std::fill(dh, dh + o.in_dim, 0.f);
-      k_->gather_axpy(o.P.data(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
+      if (o.bf16) k_->gather_axpy_bf16(o.weights_bf16(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
+      else k_->gather_axpy(o.weights_f32(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
       for (int l = nh - 1; l >= 0; --l) {
         const Layer& L = layers_[l];
         float* d = row_ptr(ws.D[l], s, L.size);
@@ -775,7 +809,15 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
       }
       const std::int64_t idle = catchup ? step_ - 1 - L.last[r] : 0;
       if (catchup) L.last[r] = step_;
-      if (idle > 0) {
+      if (L.bf16) {
+        const IdleStep is = idle > 0 ? idle_step(idle) : IdleStep{0.f, 1.f, 1.f};
+        // stochastic rounding's random bits: a pure function of (seed, step, row), as every random choice here
+        const auto seed = static_cast<std::uint32_t>(mix(cfg_.seed, kStreamRounding + li, static_cast<std::uint64_t>(step_)) ^
+                                                     (static_cast<std::uint64_t>(r) * 0x9e3779b97f4a7c15ull >> 32));
+        k_->adam_bf16(L.param16(Layer::kWeights, r), L.param16(Layer::kMoment1, r), L.param16(Layer::kMoment2, r),
+                      g.data(), cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2, seed);
+        if (!L.input) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+      } else if (idle > 0) {
         const IdleStep is = idle_step(idle);
         k_->adam_after_idle(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
         if (!L.input) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
@@ -789,8 +831,12 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
       for (std::int64_t i = 0; i < ntouched; ++i) {
         if (i + 2 < ntouched) {
           const std::int64_t nr = ws.touched[i + 2];
-          for (const float* p : {L.w(nr), L.m(nr), L.v(nr)})
-            for (std::int64_t o = 0; o < L.ld * 4; o += 64) __builtin_prefetch(reinterpret_cast<const char*>(p) + o, 1);
+          const std::int64_t bytes = L.ld * (L.bf16 ? 2 : 4);
+          for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
+            const char* p = L.bf16 ? reinterpret_cast<const char*>(L.param16(part, nr))
+                                   : reinterpret_cast<const char*>(L.param(part, nr));
+            for (std::int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1);
+          }
         }
         update(ws.touched[i], i);
       }
@@ -889,10 +935,16 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
     const int d = L.in_dim;
     const std::int64_t nblk = (N + 1023) / 1024;
     std::vector<double> part(static_cast<std::size_t>(nblk) * d, 0.0);
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t blk = 0; blk < nblk; ++blk)
-      for (std::int64_t r = blk * 1024; r < std::min(N, (blk + 1) * 1024); ++r)
-        for (int c = 0; c < d; ++c) part[blk * d + c] += L.w(r)[c];
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> buf(d);
+#pragma omp for schedule(static)
+      for (std::int64_t blk = 0; blk < nblk; ++blk)
+        for (std::int64_t r = blk * 1024; r < std::min(N, (blk + 1) * 1024); ++r) {
+          const float* w = L.row(Layer::kWeights, r, buf.data(), *k_);
+          for (int c = 0; c < d; ++c) part[blk * d + c] += w[c];
+        }
+    }
     L.wmean.assign(d, 0.f);
     for (int c = 0; c < d; ++c) {
       double sum = 0;
@@ -900,11 +952,16 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
       L.wmean[c] = static_cast<float>(sum / static_cast<double>(N));
     }
     double max2 = 0;
-#pragma omp parallel for num_threads(threads_) schedule(static) reduction(max : max2)
-    for (std::int64_t r = 0; r < N; ++r) {
-      double n2 = static_cast<double>(L.b[r]) * L.b[r];
-      for (int c = 0; c < d; ++c) n2 += static_cast<double>(L.w(r)[c] - L.wmean[c]) * (L.w(r)[c] - L.wmean[c]);
-      max2 = std::max(max2, n2);
+#pragma omp parallel num_threads(threads_) reduction(max : max2)
+    {
+      std::vector<float> buf(d);
+#pragma omp for schedule(static)
+      for (std::int64_t r = 0; r < N; ++r) {
+        const float* w = L.row(Layer::kWeights, r, buf.data(), *k_);
+        double n2 = static_cast<double>(L.b[r]) * L.b[r];
+        for (int c = 0; c < d; ++c) n2 += static_cast<double>(w[c] - L.wmean[c]) * (w[c] - L.wmean[c]);
+        max2 = std::max(max2, n2);
+      }
     }
     L.inv_norm = max2 > 0 ? static_cast<float>(1.0 / (std::sqrt(max2) * (1 + 1e-6))) : 1.f;
   }
@@ -1045,13 +1102,15 @@ void Network::topk_dense(const float* H, std::int64_t n, int k, std::int32_t* ou
     auto& id = tid[me];
     sc.assign(static_cast<std::size_t>(n) * k, ninf);
     id.assign(static_cast<std::size_t>(n) * k, kNoId);
-    std::vector<float> Wt(static_cast<std::size_t>(dim) * kTile), out(static_cast<std::size_t>(n) * kTile);
+    std::vector<float> Wt(static_cast<std::size_t>(dim) * kTile), out(static_cast<std::size_t>(n) * kTile), buf(dim);
 #pragma omp for schedule(dynamic, 16)
     for (std::int64_t tile = 0; tile < ntiles; ++tile) {
       const std::int64_t j0 = tile * kTile;
       const int w = static_cast<int>(std::min<std::int64_t>(kTile, o.size - j0));
-      for (int c = 0; c < kTile; ++c)
-        for (int d = 0; d < dim; ++d) Wt[d * kTile + c] = c < w ? o.w(j0 + c)[d] : 0.f;
+      for (int c = 0; c < kTile; ++c) {
+        const float* wr = c < w ? o.row(Layer::kWeights, j0 + c, buf.data(), *k_) : nullptr;
+        for (int d = 0; d < dim; ++d) Wt[d * kTile + c] = wr ? wr[d] : 0.f;
+      }
       k_->score_tile(H, dim, static_cast<int>(n), Wt.data(), dim, out.data());
       for (std::int64_t s = 0; s < n; ++s)
         for (int c = 0; c < w; ++c)
@@ -1098,7 +1157,8 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
       select_active(o, h, nullptr, 0, mix(cfg_.seed, kStreamInference, static_cast<std::uint64_t>(s)), act, *ws_, pad,
                     cfg_.inference_neurons());
       z.resize(act.size());
-      k_->gather_dot(o.P.data(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
+      if (o.bf16) k_->gather_dot_bf16(o.weights_bf16(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
+      else k_->gather_dot(o.weights_f32(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
       for (std::size_t i = 0; i < act.size(); ++i)
         topk_insert(k, out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
     }
@@ -1346,10 +1406,11 @@ void Network::save(const std::string& path, const std::string& meta) const {
     put(o, rehash_interval_);
     put(o, rebuild_interval_);
     for (const Layer& L : layers_) {
-      // parameter blocks as whole matrices: w, then m, then v (row-major, unpadded)
-      for (int part = 0; part < 3; ++part) {
+      // parameter blocks as whole matrices: w, then m, then v (row-major, unpadded, fp32 in every precision)
+      std::vector<float> buf(L.cols());
+      for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
         put(o, static_cast<std::uint64_t>(L.rows()) * L.cols());
-        for (std::int64_t r = 0; r < L.rows(); ++r) o.write(L.param(part, r), sizeof(float) * L.cols());
+        for (std::int64_t r = 0; r < L.rows(); ++r) o.write(L.row(part, r, buf.data(), *k_), sizeof(float) * L.cols());
       }
       put_array(o, L.b.data(), L.b.size());
       put_array(o, L.mb.data(), L.mb.size());
@@ -1408,17 +1469,19 @@ std::string Network::load(const std::string& path) {
                              std::to_string(rebuilds) + "); the model file is corrupt");
   for (Layer& L : layers_) {
     const std::uint64_t n = static_cast<std::uint64_t>(L.rows()) * L.cols();
-    const char* what[3] = {"weights", "Adam first moments", "Adam second moments"};
-    for (int part = 0; part < 3; ++part) {
+    const char* what[Layer::kParts] = {"weights", "Adam first moments", "Adam second moments"};
+    std::vector<float> buf(L.cols());
+    for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
       std::uint64_t m;
       get(f, m, path);
       if (m != n)
         throw std::runtime_error(path + ": " + what[part] + " have " + std::to_string(m) +
                                  " values, this network expects " + std::to_string(n) + " (different configuration)");
       for (std::int64_t r = 0; r < L.rows(); ++r) {
-        if (!f.read(reinterpret_cast<char*>(L.param(part, r)), static_cast<std::streamsize>(sizeof(float) * L.cols())))
+        if (!f.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(sizeof(float) * L.cols())))
           throw std::runtime_error(path + ": truncated model file");
-        check_values(L.param(part, r), static_cast<std::size_t>(L.cols()), part == 2, path, what[part]);
+        check_values(buf.data(), static_cast<std::size_t>(L.cols()), part == Layer::kMoment2, path, what[part]);
+        L.set_row(part, r, buf.data(), *k_);
       }
     }
     get_array(f, L.b.data(), L.b.size(), path, "biases");

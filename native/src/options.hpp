@@ -63,8 +63,9 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(threads, int, 0, "", 0, 1024, kClosed, "OpenMP threads; 0 = OpenMP's default")                                   \
   X(hugepages, std::string, "auto", "auto|on|off", 0, 0, kClosed,                                                     \
     "back the large arrays with huge pages: auto = when available, on = required, off = never")                      \
-  X(isa, std::string, "auto", "auto|avx512|avx2|scalar", 0, 0, kClosed,                                               \
-    "kernel instruction set: auto = the best this CPU runs")
+  X(isa, std::string, "auto", "auto|avx512_bf16|avx512|avx2|scalar", 0, 0, kClosed,                                   \
+    "kernel instruction set: auto = the best this CPU runs; avx512_bf16 differs from avx512 only with precision "    \
+    "bf16 (its dot products round the activations to bf16)")
 
 // A null default of a floating option (init_bias_std): resolved by the Network constructor.
 constexpr double kNullDouble = std::numeric_limits<double>::quiet_NaN();

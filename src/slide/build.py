@@ -65,7 +65,7 @@ def build(out_dir: str | os.PathLike, portable: bool = False, build_type: str = 
         "portable": portable,
         "sanitize": sanitize,
         "flags": "-O3 -fno-math-errno" + ("" if portable else " -march=native"),
-        "kernels_compiled": ["avx512", "avx2", "scalar"],
+        "kernels_compiled": ["avx512_bf16", "avx512", "avx2", "scalar"],
         "python": sysconfig.get_python_version(),
         "host_isa": (host or {}).get("isa"),
     }

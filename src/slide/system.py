@@ -33,7 +33,8 @@ FLAGS = {
     "sse4_2": ("sse4_2",), "amx_bf16": ("amx_bf16",),
 }
 # what each kernel level of the native core is compiled for (best first)
-ISA_NEEDS = {"avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq"), "avx2": ("avx2", "fma")}
+ISA_NEEDS = {"avx512_bf16": ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16"),
+             "avx512": ("avx512f", "avx512bw", "avx512vl", "avx512dq"), "avx2": ("avx2", "fma")}
 PAGE_SIZES = {"hugepages_2mb": (2048, "2 MB"), "hugepages_1gb": (1048576, "1 GB")}
 HUGEPAGES_SYSFS = "/sys/kernel/mm/hugepages/hugepages-{kb}kB"
 THP_SYSFS = "/sys/kernel/mm/transparent_hugepage"
