@@ -29,6 +29,10 @@ struct Kernels {
                           float eps, float c, float d1, float d2);
   // out[s*kTile + c] = H[s] . Wt[:, c]  for s < ns; Wt is n x kTile (a transposed tile of kTile neurons)
   void (*score_tile)(const float* H, int ldh, int ns, const float* Wt, int n, float* out);
+  // One panel of kTile columns of a matrix product: C[s][c] = sum_k A[s][k] * B[k][c] for s < M, c < kTile
+  // (row strides lda, ldb, ldc; B's panel must have kTile readable columns). 8 rows x kTile columns of
+  // accumulators per pass, as score_tile (which is this with ldb = ldc = kTile).
+  void (*gemm_panel)(const float* A, int lda, int M, const float* B, int ldb, int K, float* C, int ldc);
   // DWTA over bins in groups of 8 (structure of arrays: dims[g][j][lane], pos likewise): for every bin,
   // out[bin] = position (0..7) of the largest of v over its 8 dims; the first max in dim order wins.
   void (*dwta)(const float* v, const std::int32_t* dims, const std::int32_t* pos, int ngroups, std::int32_t* out);

@@ -105,6 +105,8 @@ struct Network::Layer {
 struct Network::Workspace {
   std::int64_t batch = 0;
   std::vector<std::vector<float>> H, D;  // per hidden layer: batch x size activations / pre-activation grads
+  std::vector<float> dH, dX;             // batch x width of the last hidden layer / of a dense layer's input
+  std::vector<float> Z, wconv;           // dense output layer: batch x size logits, then their gradient; bf16 copy
   std::vector<std::vector<std::int32_t>> active;  // output layer: active neurons per sample
   std::vector<std::vector<float>> dz;             // output layer: d loss / d logit per active neuron
   std::vector<float> loss;
@@ -118,7 +120,7 @@ struct Network::Workspace {
     std::uint32_t stamp = 0;
     std::vector<std::int32_t> hscratch;
     std::vector<std::uint32_t> codes;
-    std::vector<float> z, dh, dh2, g;
+    std::vector<float> z, g;
     std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
     std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
     std::vector<float> q, cell_score;       // MIPS query vector; k-means cell scores
@@ -358,23 +360,6 @@ void Network::validate_batch(const Csr& x, const Csr* y) const {
   }
 }
 
-// Hidden activations of one sample: h[l] receives layer l's post-ReLU output (l < #hidden).
-void Network::hidden_forward(const Csr& x, std::int64_t row, float* const* h) const {
-  const Layer& L0 = layers_[0];
-  const std::int64_t a = x.indptr[row], e = x.indptr[row + 1];
-  float* h0 = h[0];
-  std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
-  if (L0.bf16) k_->gather_axpy_bf16(L0.weights_bf16(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
-  else k_->gather_axpy(L0.weights_f32(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
-  for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
-  for (std::size_t l = 1; l + 1 < layers_.size(); ++l) {
-    const Layer& L = layers_[l];
-    for (int j = 0; j < L.size; ++j)
-      h[l][j] = std::max(L.b[j] + k_->dot(L.w(j), h[l - 1], L.in_dim),
-                         0.f);
-  }
-}
-
 void Network::hash_vector(const Layer& L, std::int64_t r, float* out) const {
   const float* w = L.row(Layer::kWeights, r, out, *k_);  // bf16: converted into out, transformed in place below
   if (!cfg_.mips) {
@@ -533,18 +518,12 @@ std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, co
   if (row < 0 || row >= x.rows) throw std::invalid_argument("row out of range");
   for (int i = 0; i < n_labels; ++i)
     if (labels[i] < 0 || labels[i] >= this->n_labels()) throw std::invalid_argument("label out of range");
-  const int nh = static_cast<int>(layers_.size()) - 1;
-  std::vector<std::vector<float>> h(nh);
-  std::vector<float*> hp(nh);
-  for (int l = 0; l < nh; ++l) {
-    h[l].resize(layers_[l].size);
-    hp[l] = h[l].data();
-  }
-  hidden_forward(x, row, hp.data());
+  std::vector<std::vector<float>> h;
+  hidden_batch(Csr{x.indptr + row, x.indices, x.data, 1}, h);  // the one row (indptr offsets stay absolute)
   std::vector<std::int32_t> active;
   // single-threaded call: thread slot 0
   const Layer& o = layers_.back();
-  select_active(o, hp[nh - 1], labels, n_labels, mix(cfg_.seed, kStreamProbe, salt), active, *ws_, pad);
+  select_active(o, h.back().data(), labels, n_labels, mix(cfg_.seed, kStreamProbe, salt), active, *ws_, pad);
   for (auto& r : active) r = o.id_of(r);
   return active;
 }
@@ -564,120 +543,35 @@ float Network::train_batch(const Csr& x, const Csr& y) {
       ws.H[l].assign(static_cast<std::size_t>(B) * layers_[l].size, 0.f);
       ws.D[l].assign(static_cast<std::size_t>(B) * layers_[l].size, 0.f);
     }
+    ws.dH.assign(static_cast<std::size_t>(B) * o.in_dim, 0.f);
     ws.active.resize(B);
     ws.dz.resize(B);
     ws.loss.resize(B);
     ws.has_label.resize(B);
     ws.batch = B;
   }
-  const float inv_b = 1.f / static_cast<float>(B);
-  const std::uint64_t batch_seed = mix(cfg_.seed, kStreamBatch, static_cast<std::uint64_t>(step_));
-  const bool per_sample_padding = cfg_.padding == "sample";
-  const auto t_region = Clock::now();
   for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0, t.n_labels = t.n_retrieved = t.n_random = 0;
 
-#pragma omp parallel num_threads(threads_)
-  {
-    auto& t = ws.pt[omp_get_thread_num()];
-    std::vector<float*> h(nh);
-    int widest = 1;  // dh / dh2 hold the gradient of any hidden layer's output or input
-    for (int l = 0; l < nh; ++l) widest = std::max({widest, layers_[l].size, l > 0 ? layers_[l].in_dim : 1});
-    t.dh.resize(widest);
-    t.dh2.resize(widest);
-#pragma omp for schedule(dynamic, 4)
-    for (std::int64_t s = 0; s < B; ++s) {
-      auto t0 = Clock::now();
-      for (int l = 0; l < nh; ++l) h[l] = row_ptr(ws.H[l], s, layers_[l].size);
-      hidden_forward(x, s, h.data());
-      const float* hl = h[nh - 1];
-      const std::int32_t* lab = y.indices + y.indptr[s];
-      const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
-      auto t1 = Clock::now();
-      std::vector<std::int32_t>& act = ws.active[s];
-      const Picked picked =
-          select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
-                        act, ws);
-      auto t2 = Clock::now();
-      // logits and softmax over the active set
-      const int m = static_cast<int>(act.size());
-      t.z.resize(m);
-      if (o.bf16) k_->gather_dot_bf16(o.weights_bf16(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
-      else k_->gather_dot(o.weights_f32(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
-      // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
-      // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
-      const int first_random = picked.labels + picked.retrieved;
-      const float log_q = cfg_.select == "topk" && m > first_random
-                              ? static_cast<float>(std::log(static_cast<double>(o.size - first_random) / (m - first_random)))
-                              : 0.f;
-      float zmax = -std::numeric_limits<float>::infinity();
-      for (int i = 0; i < m; ++i) {
-        t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
-        zmax = std::max(zmax, t.z[i]);
-      }
-      double zsum = 0;
-      for (int i = 0; i < m; ++i) zsum += std::exp(static_cast<double>(t.z[i] - zmax));
-      const float log_z = zmax + static_cast<float>(std::log(zsum));
-      std::vector<float>& dz = ws.dz[s];
-      dz.resize(m);
-      ws.has_label[s] = nl > 0;
-      if (nl == 0) {  // no target: the sample contributes no gradient
-        std::fill(dz.begin(), dz.end(), 0.f);
-        ws.loss[s] = 0.f;
-      } else {
-        for (int i = 0; i < m; ++i) dz[i] = std::exp(t.z[i] - log_z) * inv_b;
-        // labels are the first nl' unique entries of act (select_active adds them first)
-        double loss = 0;
-        const float share = 1.f / static_cast<float>(nl);
-        for (int i = 0; i < nl; ++i) {
-          // the label's slot: a dense layer's slot is the id; a sparse layer added the (deduplicated) labels first
-          const std::int32_t lbl = o.row_of(lab[i]);
-          int j = lbl;
-          if (o.sparse)
-            for (j = 0; j < m && act[j] != lbl; ++j) {
-            }
-          loss -= share * (t.z[j] - log_z);
-          dz[j] -= share * inv_b;
-        }
-        ws.loss[s] = static_cast<float>(loss);
-      }
-      auto t3 = Clock::now();
-      // back-propagate into the hidden layers
-      float* dh = t.dh.data();
-      std::fill(dh, dh + o.in_dim, 0.f);
-      if (o.bf16) k_->gather_axpy_bf16(o.weights_bf16(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
-      else k_->gather_axpy(o.weights_f32(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
-      for (int l = nh - 1; l >= 0; --l) {
-        const Layer& L = layers_[l];
-        float* d = row_ptr(ws.D[l], s, L.size);
-        for (int j = 0; j < L.size; ++j) d[j] = h[l][j] > 0.f ? dh[j] : 0.f;
-        if (l > 0) {
-          float* prev = t.dh2.data();
-          std::fill(prev, prev + L.in_dim, 0.f);
-          for (int j = 0; j < L.size; ++j)
-            if (d[j] != 0.f) k_->axpy(prev, d[j], L.w(j), L.in_dim);
-          std::copy(prev, prev + L.in_dim, dh);
-        }
-      }
-      auto t4 = Clock::now();
-      t.t_fwd += std::chrono::duration<double>((t1 - t0) + (t3 - t2)).count();
-      t.t_hash += std::chrono::duration<double>(t2 - t1).count();
-      t.t_bwd += std::chrono::duration<double>(t4 - t3).count();
+  auto t0 = Clock::now();
+  hidden_layers(x, ws.H);  // every hidden layer for the whole batch
+  times_.forward += since(t0);
+  if (o.sparse) output_sparse(x, y);  // per sample: active set, logits, softmax, gradient into ws.dH
+  else output_dense(y);               // the whole batch: logits, softmax, gradient into ws.dH
+  // back through the hidden layers (ReLU, then the dense layers' transposed products), batched
+  t0 = Clock::now();
+  for (int l = nh - 1; l >= 0; --l) {
+    const Layer& L = layers_[l];
+    const float* dh = l == nh - 1 ? ws.dH.data() : ws.dX.data();
+    const float* h = ws.H[l].data();
+    float* d = ws.D[l].data();
+    const std::int64_t n = B * L.size;
+    for (std::int64_t i = 0; i < n; ++i) d[i] = h[i] > 0.f ? dh[i] : 0.f;
+    if (l > 0) {
+      ws.dX.resize(static_cast<std::size_t>(B) * L.in_dim);
+      dense_backward(L, L.weights_f32(), d, B, ws.dX.data());
     }
   }
-  // Apportion the parallel region's wall time to its phases by their share of thread time.
-  const double region = since(t_region);
-  double th = 0, tf = 0, tb = 0;
-  for (auto& t : ws.pt) {
-    th += t.t_hash;
-    tf += t.t_fwd;
-    tb += t.t_bwd;
-  }
-  const double tot = th + tf + tb;
-  if (tot > 0) {
-    times_.hash += region * th / tot;
-    times_.forward += region * tf / tot;
-    times_.backward += region * tb / tot;
-  }
+  times_.backward += since(t0);
 
   const auto t_upd = Clock::now();
   ++step_;
@@ -704,6 +598,259 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   return counted ? static_cast<float>(loss / counted) : 0.f;
 }
 
+// Softmax cross-entropy of one sample over logits z[0..m) whose labels sit at slots[0..nl) (each with an equal
+// share of the target): returns the loss and writes dz = d loss / d z, scaled by inv_b (the batch mean).
+static float softmax_xent(const float* z, int m, const int* slots, int nl, float inv_b, float* dz) {
+  float zmax = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < m; ++i) zmax = std::max(zmax, z[i]);
+  double zsum = 0;
+  for (int i = 0; i < m; ++i) zsum += std::exp(static_cast<double>(z[i] - zmax));
+  const float log_z = zmax + static_cast<float>(std::log(zsum));
+  for (int i = 0; i < m; ++i) dz[i] = std::exp(z[i] - log_z) * inv_b;
+  double loss = 0;
+  const float share = 1.f / static_cast<float>(nl);
+  for (int i = 0; i < nl; ++i) {
+    loss -= share * (z[slots[i]] - log_z);
+    dz[slots[i]] -= share * inv_b;
+  }
+  return static_cast<float>(loss);
+}
+
+// LSH-sparse output layer, sample by sample: the active set, its logits and softmax, and the gradient of the last
+// hidden layer's output (ws.dH).
+void Network::output_sparse(const Csr& x, const Csr& y) {
+  Workspace& ws = *ws_;
+  const std::int64_t B = x.rows;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const Layer& o = layers_.back();
+  const float inv_b = 1.f / static_cast<float>(B);
+  const std::uint64_t batch_seed = mix(cfg_.seed, kStreamBatch, static_cast<std::uint64_t>(step_));
+  const bool per_sample_padding = cfg_.padding == "sample";
+  const auto t_region = Clock::now();
+#pragma omp parallel num_threads(threads_)
+  {
+    auto& t = ws.pt[omp_get_thread_num()];
+    std::vector<int> slots;
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t s = 0; s < B; ++s) {
+      const float* hl = row_ptr(ws.H[nh - 1], s, o.in_dim);
+      const std::int32_t* lab = y.indices + y.indptr[s];
+      const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
+      auto t1 = Clock::now();
+      std::vector<std::int32_t>& act = ws.active[s];
+      const Picked picked =
+          select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
+                        act, ws);
+      auto t2 = Clock::now();
+      // logits and softmax over the active set
+      const int m = static_cast<int>(act.size());
+      t.z.resize(m);
+      if (o.bf16) k_->gather_dot_bf16(o.weights_bf16(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      else k_->gather_dot(o.weights_f32(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
+      // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
+      const int first_random = picked.labels + picked.retrieved;
+      const float log_q = cfg_.select == "topk" && m > first_random
+                              ? static_cast<float>(std::log(static_cast<double>(o.size - first_random) / (m - first_random)))
+                              : 0.f;
+      for (int i = 0; i < m; ++i) t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
+      std::vector<float>& dz = ws.dz[s];
+      dz.resize(m);
+      ws.has_label[s] = nl > 0;
+      if (nl == 0) {  // no target: the sample contributes no gradient
+        std::fill(dz.begin(), dz.end(), 0.f);
+        ws.loss[s] = 0.f;
+      } else {
+        // labels are the first entries of act (select_active adds them first, deduplicated)
+        slots.resize(nl);
+        for (int i = 0; i < nl; ++i) {
+          const std::int32_t lbl = o.row_of(lab[i]);
+          int j = 0;
+          while (j < m && act[j] != lbl) ++j;
+          slots[i] = j;
+        }
+        ws.loss[s] = softmax_xent(t.z.data(), m, slots.data(), nl, inv_b, dz.data());
+      }
+      auto t3 = Clock::now();
+      float* dh = row_ptr(ws.dH, s, o.in_dim);
+      std::fill(dh, dh + o.in_dim, 0.f);
+      if (o.bf16) k_->gather_axpy_bf16(o.weights_bf16(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
+      else k_->gather_axpy(o.weights_f32(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
+      auto t4 = Clock::now();
+      t.t_fwd += std::chrono::duration<double>(t3 - t2).count();
+      t.t_hash += std::chrono::duration<double>(t2 - t1).count();
+      t.t_bwd += std::chrono::duration<double>(t4 - t3).count();
+    }
+  }
+  // Apportion the parallel region's wall time to its phases by their share of thread time.
+  const double region = since(t_region);
+  double th = 0, tf = 0, tb = 0;
+  for (auto& t : ws.pt) {
+    th += t.t_hash;
+    tf += t.t_fwd;
+    tb += t.t_bwd;
+  }
+  const double tot = th + tf + tb;
+  if (tot > 0) {
+    times_.hash += region * th / tot;
+    times_.forward += region * tf / tot;
+    times_.backward += region * tb / tot;
+  }
+}
+
+// Dense output layer (sparsity 1): the batch's logits as one matrix product, softmax per sample, and the gradient
+// of the last hidden layer's output as another product (ws.dH).
+void Network::output_dense(const Csr& y) {
+  Workspace& ws = *ws_;
+  const std::int64_t B = y.rows;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const Layer& o = layers_.back();
+  const int n = o.size;
+  const float inv_b = 1.f / static_cast<float>(B);
+  auto t0 = Clock::now();
+  const float* W = dense_weights(o, ws.wconv);
+  ws.Z.resize(static_cast<std::size_t>(B) * n);
+  dense_forward(o, W, ws.H[nh - 1].data(), B, ws.Z.data());
+  // each row of Z becomes d loss / d logits in place
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<int> slots;
+    std::vector<float> z(n);
+#pragma omp for schedule(static)
+    for (std::int64_t s = 0; s < B; ++s) {
+      float* zs = ws.Z.data() + s * n;
+      const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
+      ws.has_label[s] = nl > 0;
+      if (nl == 0) {
+        std::fill(zs, zs + n, 0.f);
+        ws.loss[s] = 0.f;
+        continue;
+      }
+      slots.assign(y.indices + y.indptr[s], y.indices + y.indptr[s + 1]);
+      std::copy(zs, zs + n, z.begin());
+      ws.loss[s] = softmax_xent(z.data(), n, slots.data(), nl, inv_b, zs);
+    }
+  }
+  auto t1 = Clock::now();
+  dense_backward(o, W, ws.Z.data(), B, ws.dH.data());
+  times_.forward += std::chrono::duration<double>(t1 - t0).count();
+  times_.backward += since(t1);
+}
+
+// Every hidden layer for the batch: the input layer row by row (a sparse row times the feature-major weights),
+// then each dense hidden layer as one matrix product; ReLU.
+void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H) const {
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const std::int64_t n = x.rows;
+  const Layer& L0 = layers_[0];
+#pragma omp parallel for num_threads(threads_) schedule(static)
+  for (std::int64_t s = 0; s < n; ++s) {
+    float* h0 = row_ptr(H[0], s, L0.size);
+    const std::int64_t a = x.indptr[s], e = x.indptr[s + 1];
+    std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
+    if (L0.bf16) k_->gather_axpy_bf16(L0.weights_bf16(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
+    else k_->gather_axpy(L0.weights_f32(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
+    for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
+  }
+  for (int l = 1; l < nh; ++l) {
+    const Layer& L = layers_[l];
+    float* h = H[l].data();
+    dense_forward(L, L.weights_f32(), H[l - 1].data(), n, h);
+    for (std::int64_t i = 0; i < n * L.size; ++i) h[i] = std::max(h[i], 0.f);
+  }
+}
+
+// A dense layer's weights as one fp32 matrix (row stride ld): the parameters, or for a bf16 layer a copy in buf.
+const float* Network::dense_weights(const Layer& L, std::vector<float>& buf) const {
+  if (!L.bf16) return L.weights_f32();
+  buf.resize(static_cast<std::size_t>(L.rows()) * L.ld);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+  for (std::int64_t r = 0; r < L.rows(); ++r) k_->from_bf16(L.param16(Layer::kWeights, r), buf.data() + r * L.ld, L.cols());
+  return buf.data();
+}
+
+// Y (B x size) = X (B x in_dim) W^T + b for a neuron-major layer: one panel of kTile neurons at a time, transposed
+// into Wt (in_dim x kTile) so that the micro-kernel reads it contiguously.
+void Network::dense_forward(const Layer& L, const float* W, const float* X, std::int64_t B, float* Y) const {
+  const int d = L.in_dim, n = L.size;
+  const std::int64_t tiles = (n + kTile - 1) / kTile;
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> Wt(static_cast<std::size_t>(d) * kTile), out(static_cast<std::size_t>(B) * kTile);
+#pragma omp for schedule(static)
+    for (std::int64_t tile = 0; tile < tiles; ++tile) {
+      const std::int64_t j0 = tile * kTile;
+      const int w = static_cast<int>(std::min<std::int64_t>(kTile, n - j0));
+      for (int c = 0; c < kTile; ++c)
+        for (int k = 0; k < d; ++k) Wt[k * kTile + c] = c < w ? W[(j0 + c) * L.ld + k] : 0.f;
+      k_->gemm_panel(X, d, static_cast<int>(B), Wt.data(), kTile, d, out.data(), kTile);
+      for (std::int64_t s = 0; s < B; ++s)
+        for (int c = 0; c < w; ++c) Y[s * n + j0 + c] = out[s * kTile + c] + L.b[j0 + c];
+    }
+  }
+}
+
+// dX (B x in_dim) = D (B x size) W: one panel of kTile input columns at a time, read from W in place (a padded
+// copy for a last, narrower panel).
+void Network::dense_backward(const Layer& L, const float* W, const float* D, std::int64_t B, float* dX) const {
+  const int d = L.in_dim, n = L.size;
+  const int panels = (d + kTile - 1) / kTile;
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> Wp, out;
+#pragma omp for schedule(static)
+    for (int p = 0; p < panels; ++p) {
+      const int c0 = p * kTile, w = std::min(kTile, d - c0);
+      if (w == kTile) {
+        k_->gemm_panel(D, n, static_cast<int>(B), W + c0, static_cast<int>(L.ld), n, dX + c0, d);
+        continue;
+      }
+      Wp.assign(static_cast<std::size_t>(n) * kTile, 0.f);
+      out.resize(static_cast<std::size_t>(B) * kTile);
+      for (int k = 0; k < n; ++k) std::copy(W + k * L.ld + c0, W + k * L.ld + c0 + w, Wp.begin() + k * kTile);
+      k_->gemm_panel(D, n, static_cast<int>(B), Wp.data(), kTile, n, out.data(), kTile);
+      for (std::int64_t s = 0; s < B; ++s) std::copy(out.begin() + s * kTile, out.begin() + s * kTile + w, dX + s * d + c0);
+    }
+  }
+}
+
+// Gradient and Adam step of every row of a dense layer: row j's gradient is sum_s D[s][j] X[s] (G = D^T X, in
+// blocks of kTile rows), its bias gradient sum_s D[s][j].
+void Network::dense_update(Layer& L, int li, const float* D, const float* X, std::int64_t B) {
+  const int d = L.in_dim, n = L.size;
+  const std::int64_t blocks = (n + kTile - 1) / kTile;
+  const int panels = (d + kTile - 1) / kTile;
+  const float lr_t = static_cast<float>(adam_lr(step_));
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> At(static_cast<std::size_t>(kTile) * B), G(static_cast<std::size_t>(kTile) * d), Xp, out;
+#pragma omp for schedule(static)
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      const std::int64_t j0 = blk * kTile;
+      const int w = static_cast<int>(std::min<std::int64_t>(kTile, n - j0));
+      for (int r = 0; r < kTile; ++r)
+        for (std::int64_t s = 0; s < B; ++s) At[r * B + s] = r < w ? D[s * n + j0 + r] : 0.f;
+      for (int p = 0; p < panels; ++p) {
+        const int c0 = p * kTile, pw = std::min(kTile, d - c0);
+        if (pw == kTile) {
+          k_->gemm_panel(At.data(), static_cast<int>(B), kTile, X + c0, d, static_cast<int>(B), G.data() + c0, d);
+          continue;
+        }
+        Xp.assign(static_cast<std::size_t>(B) * kTile, 0.f);
+        out.resize(static_cast<std::size_t>(kTile) * kTile);
+        for (std::int64_t s = 0; s < B; ++s) std::copy(X + s * d + c0, X + s * d + c0 + pw, Xp.begin() + s * kTile);
+        k_->gemm_panel(At.data(), static_cast<int>(B), kTile, Xp.data(), kTile, static_cast<int>(B), out.data(), kTile);
+        for (int r = 0; r < kTile; ++r) std::copy(out.begin() + r * kTile, out.begin() + r * kTile + pw, G.begin() + r * d + c0);
+      }
+      for (int r = 0; r < w; ++r) {
+        float gb = 0;
+        for (std::int64_t s = 0; s < B; ++s) gb += At[r * B + s];
+        adam_row(L, li, j0 + r, G.data() + static_cast<std::size_t>(r) * d, gb, 0, lr_t);
+      }
+    }
+  }
+}
+
 // Gradients are formed here, row by row, from the per-sample coefficients (no gradient buffers, no
 // atomics, a fixed summation order: deterministic for any thread count), then Adam updates each row.
 // Only rows that the batch touched are updated unless dense_adam reproduces the original's full sweep.
@@ -716,28 +863,9 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
   const float lr_t = static_cast<float>(adam_lr(step_));
   const int cols = L.cols();
 
-  if (!L.input && li < nh) {
-    // dense hidden -> hidden layer: gradient of row j = sum_s D[s][j] * H_prev[s]
-    const std::vector<float>& D = ws.D[li];
-    const std::vector<float>& Hp = ws.H[li - 1];
-#pragma omp parallel num_threads(threads_)
-    {
-      std::vector<float> g(cols);
-#pragma omp for schedule(static)
-      for (int j = 0; j < L.size; ++j) {
-        std::fill(g.begin(), g.end(), 0.f);
-        float gb = 0;
-        for (std::int64_t s = 0; s < B; ++s) {
-          const float d = D[s * L.size + j];
-          if (d != 0.f) {
-            k_->axpy(g.data(), d, Hp.data() + s * cols, cols);
-            gb += d;
-          }
-        }
-        k_->adam(L.w(j), L.m(j), L.v(j), g.data(), cols, lr_t, b1, b2, eps);
-        k_->adam(&L.b[j], &L.mb[j], &L.vb[j], &gb, 1, lr_t, b1, b2, eps);
-      }
-    }
+  if (!L.input && !L.sparse) {  // dense hidden or output layer: every row, gradients by matrix products
+    const float* D = li < nh ? ws.D[li].data() : ws.Z.data();
+    dense_update(L, li, D, ws.H[li - 1].data(), B);
     return;
   }
 
@@ -807,24 +935,8 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
                         g.data());
         for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
       }
-      const std::int64_t idle = catchup ? step_ - 1 - L.last[r] : 0;
+      adam_row(L, li, r, g.data(), gb, catchup ? step_ - 1 - L.last[r] : 0, lr_t);
       if (catchup) L.last[r] = step_;
-      if (L.bf16) {
-        const IdleStep is = idle > 0 ? idle_step(idle) : IdleStep{0.f, 1.f, 1.f};
-        // stochastic rounding's random bits: a pure function of (seed, step, row), as every random choice here
-        const auto seed = static_cast<std::uint32_t>(mix(cfg_.seed, kStreamRounding + li, static_cast<std::uint64_t>(step_)) ^
-                                                     (static_cast<std::uint64_t>(r) * 0x9e3779b97f4a7c15ull >> 32));
-        k_->adam_bf16(L.param16(Layer::kWeights, r), L.param16(Layer::kMoment1, r), L.param16(Layer::kMoment2, r),
-                      g.data(), cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2, seed);
-        if (!L.input) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
-      } else if (idle > 0) {
-        const IdleStep is = idle_step(idle);
-        k_->adam_after_idle(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
-        if (!L.input) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
-      } else {
-        k_->adam(L.w(r), L.m(r), L.v(r), g.data(), cols, lr_t, b1, b2, eps);
-        if (!L.input) k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
-      }
     };
     if (!cfg_.dense_adam) {
 #pragma omp for schedule(dynamic, 64)
@@ -854,6 +966,29 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
     for (std::int64_t s = 0; s < B; ++s) k_->axpy(gb.data(), 1.f, ws.D[0].data() + s * L.size, L.size);
     k_->adam(L.b.data(), L.mb.data(), L.vb.data(), gb.data(), L.size, lr_t, b1, b2, eps);
   }
+}
+
+// Adam step of row r (and its bias, except on the input layer) with gradient g, gb, after `idle` steps without an
+// update (adam_catchup; 0 = none): fp32, or bf16 with stochastic rounding.
+void Network::adam_row(Layer& L, int li, std::int64_t r, const float* g, float gb, std::int64_t idle, float lr_t) {
+  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
+  const float eps = static_cast<float>(cfg_.eps);
+  const int cols = L.cols();
+  const IdleStep is = idle > 0 ? idle_step(idle) : IdleStep{0.f, 1.f, 1.f};
+  if (L.bf16) {
+    // stochastic rounding's random bits: a pure function of (seed, step, row), as every random choice here
+    const auto seed = static_cast<std::uint32_t>(mix(cfg_.seed, kStreamRounding + li, static_cast<std::uint64_t>(step_)) ^
+                                                 (static_cast<std::uint64_t>(r) * 0x9e3779b97f4a7c15ull >> 32));
+    k_->adam_bf16(L.param16(Layer::kWeights, r), L.param16(Layer::kMoment1, r), L.param16(Layer::kMoment2, r), g,
+                  cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2, seed);
+  } else if (idle > 0) {
+    k_->adam_after_idle(L.w(r), L.m(r), L.v(r), g, cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+  } else {
+    k_->adam(L.w(r), L.m(r), L.v(r), g, cols, lr_t, b1, b2, eps);
+  }
+  if (L.input) return;  // the input layer's biases are dense: updated once for the batch (apply_adam)
+  if (idle > 0) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+  else k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
 }
 
 // Adam's bias-corrected step size at step s (>= 1).
@@ -1054,18 +1189,9 @@ void Network::refine_cells(Layer& L, int iterations, bool reseed) {
 // Hidden activations of every row: H[l] is rows x layer l's size.
 void Network::hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const {
   const int nh = static_cast<int>(layers_.size()) - 1;
-  const std::int64_t n = x.rows;
   H.assign(nh, {});
-  for (int l = 0; l < nh; ++l) H[l].assign(static_cast<std::size_t>(n) * layers_[l].size, 0.f);
-#pragma omp parallel num_threads(threads_)
-  {
-    std::vector<float*> h(nh);
-#pragma omp for schedule(static)
-    for (std::int64_t s = 0; s < n; ++s) {
-      for (int l = 0; l < nh; ++l) h[l] = row_ptr(H[l], s, layers_[l].size);
-      hidden_forward(x, s, h.data());
-    }
-  }
+  for (int l = 0; l < nh; ++l) H[l].assign(static_cast<std::size_t>(x.rows) * layers_[l].size, 0.f);
+  hidden_layers(x, H);
 }
 
 namespace {

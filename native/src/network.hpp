@@ -119,7 +119,6 @@ class Network {
 
  private:
   void validate_batch(const Csr& x, const Csr* y) const;
-  void hidden_forward(const Csr& x, std::int64_t row, float* const* h) const;
   // `active` is the labels, then the neurons from the tables, then random ones; returns the first two counts.
   // budget: the topk budget (0 = min_active).
   struct Picked {
@@ -128,6 +127,16 @@ class Network {
   Picked select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
+  // Training, one batch: every hidden layer, then the output layer sparse (per sample) or dense (batched).
+  void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H) const;
+  void output_sparse(const Csr& x, const Csr& y);
+  void output_dense(const Csr& y);
+  // Dense layers as matrix products over the batch (weights W: fp32, row stride ld).
+  const float* dense_weights(const Layer& L, std::vector<float>& buf) const;
+  void dense_forward(const Layer& L, const float* W, const float* X, std::int64_t B, float* Y) const;
+  void dense_backward(const Layer& L, const float* W, const float* D, std::int64_t B, float* dX) const;
+  void dense_update(Layer& L, int li, const float* D, const float* X, std::int64_t B);
+  void adam_row(Layer& L, int li, std::int64_t r, const float* g, float gb, std::int64_t idle, float lr_t);
   void topk_dense(const float* H, std::int64_t n, int k, std::int32_t* out_ids, float* out_scores) const;
   // The vector a neuron (storage row r) is hashed as: its weights, or the MIPS transform of weights and bias.
   void hash_vector(const Layer& L, std::int64_t r, float* out) const;
