@@ -11,7 +11,9 @@ namespace slide {
 namespace k_avx512 {
 #define KERNEL_NAME "avx512"
 #define SLIDE_GATHER8
+#define GEMM_COLS 32
 #include "kernels_impl.inc"
+#undef GEMM_COLS
 #undef SLIDE_GATHER8
 #undef KERNEL_NAME
 }  // namespace k_avx512
@@ -88,7 +90,9 @@ const Kernels table = make_table();
 namespace k_avx2 {
 #define KERNEL_NAME "avx2"
 #define SLIDE_GATHER8
+#define GEMM_COLS 16
 #include "kernels_impl.inc"
+#undef GEMM_COLS
 #undef SLIDE_GATHER8
 #undef KERNEL_NAME
 }  // namespace k_avx2
@@ -96,7 +100,9 @@ namespace k_avx2 {
 
 namespace k_scalar {
 #define KERNEL_NAME "scalar"
+#define GEMM_COLS 16
 #include "kernels_impl.inc"
+#undef GEMM_COLS
 #undef KERNEL_NAME
 }  // namespace k_scalar
 

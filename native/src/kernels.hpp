@@ -29,10 +29,9 @@ struct Kernels {
                           float eps, float c, float d1, float d2);
   // out[s*kTile + c] = H[s] . Wt[:, c]  for s < ns; Wt is n x kTile (a transposed tile of kTile neurons)
   void (*score_tile)(const float* H, int ldh, int ns, const float* Wt, int n, float* out);
-  // One panel of kTile columns of a matrix product: C[s][c] = sum_k A[s][k] * B[k][c] for s < M, c < kTile
-  // (row strides lda, ldb, ldc; B's panel must have kTile readable columns). 8 rows x kTile columns of
-  // accumulators per pass, as score_tile (which is this with ldb = ldc = kTile).
-  void (*gemm_panel)(const float* A, int lda, int M, const float* B, int ldb, int K, float* C, int ldc);
+  // C = A B: A is M x K, B is K x N with N a multiple of kTile (row strides lda, ldb, ldc); score_tile is this with
+  // N = kTile.
+  void (*gemm)(const float* A, int lda, int M, const float* B, int ldb, int K, int N, float* C, int ldc);
   // DWTA over bins in groups of 8 (structure of arrays: dims[g][j][lane], pos likewise): for every bin,
   // out[bin] = position (0..7) of the largest of v over its 8 dims; the first max in dim order wins.
   void (*dwta)(const float* v, const std::int32_t* dims, const std::int32_t* pos, int ngroups, std::int32_t* out);
@@ -51,6 +50,8 @@ struct Kernels {
                     float b2, float eps, float c, float d1, float d2, std::uint32_t seed);
   void (*to_bf16)(const float* x, std::uint16_t* out, int n);  // round to nearest even
   void (*from_bf16)(const std::uint16_t* x, float* out, int n);
+  // out[i] = exp(z[i] - shift) (relative error ~2e-7); returns the sum (softmax)
+  float (*exp_sum)(const float* z, int m, float shift, float* out);
 };
 
 // isa: "auto" (best the CPU supports), "avx512_bf16" (AVX-512 with its BF16 dot products), "avx512", "avx2" or

@@ -107,6 +107,7 @@ struct Network::Workspace {
   std::vector<std::vector<float>> H, D;  // per hidden layer: batch x size activations / pre-activation grads
   std::vector<float> dH, dX;             // batch x width of the last hidden layer / of a dense layer's input
   std::vector<float> Z, wconv;           // dense output layer: batch x size logits, then their gradient; bf16 copy
+  std::vector<float> wt, yp, wpad;       // dense layers: transposed / padded operands of the matrix products
   std::vector<std::vector<std::int32_t>> active;  // output layer: active neurons per sample
   std::vector<std::vector<float>> dz;             // output layer: d loss / d logit per active neuron
   std::vector<float> loss;
@@ -600,13 +601,12 @@ float Network::train_batch(const Csr& x, const Csr& y) {
 
 // Softmax cross-entropy of one sample over logits z[0..m) whose labels sit at slots[0..nl) (each with an equal
 // share of the target): returns the loss and writes dz = d loss / d z, scaled by inv_b (the batch mean).
-static float softmax_xent(const float* z, int m, const int* slots, int nl, float inv_b, float* dz) {
+static float softmax_xent(const Kernels& k, const float* z, int m, const int* slots, int nl, float inv_b, float* dz) {
   float zmax = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < m; ++i) zmax = std::max(zmax, z[i]);
-  double zsum = 0;
-  for (int i = 0; i < m; ++i) zsum += std::exp(static_cast<double>(z[i] - zmax));
-  const float log_z = zmax + static_cast<float>(std::log(zsum));
-  for (int i = 0; i < m; ++i) dz[i] = std::exp(z[i] - log_z) * inv_b;
+  const float zsum = k.exp_sum(z, m, zmax, dz);  // >= 1: the largest term is exp(0)
+  const float log_z = zmax + std::log(zsum), scale = inv_b / zsum;
+  for (int i = 0; i < m; ++i) dz[i] *= scale;
   double loss = 0;
   const float share = 1.f / static_cast<float>(nl);
   for (int i = 0; i < nl; ++i) {
@@ -669,7 +669,7 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
           while (j < m && act[j] != lbl) ++j;
           slots[i] = j;
         }
-        ws.loss[s] = softmax_xent(t.z.data(), m, slots.data(), nl, inv_b, dz.data());
+        ws.loss[s] = softmax_xent(*k_, t.z.data(), m, slots.data(), nl, inv_b, dz.data());
       }
       auto t3 = Clock::now();
       float* dh = row_ptr(ws.dH, s, o.in_dim);
@@ -728,7 +728,7 @@ void Network::output_dense(const Csr& y) {
       }
       slots.assign(y.indices + y.indptr[s], y.indices + y.indptr[s + 1]);
       std::copy(zs, zs + n, z.begin());
-      ws.loss[s] = softmax_xent(z.data(), n, slots.data(), nl, inv_b, zs);
+      ws.loss[s] = softmax_xent(*k_, z.data(), n, slots.data(), nl, inv_b, zs);
     }
   }
   auto t1 = Clock::now();
@@ -769,83 +769,91 @@ const float* Network::dense_weights(const Layer& L, std::vector<float>& buf) con
   return buf.data();
 }
 
-// Y (B x size) = X (B x in_dim) W^T + b for a neuron-major layer: one panel of kTile neurons at a time, transposed
-// into Wt (in_dim x kTile) so that the micro-kernel reads it contiguously.
+namespace {
+int round_up(int n, int to) { return (n + to - 1) / to * to; }
+
+// M (rows x cols, row stride ld) with its columns padded with zeros to a multiple of kTile (the gemm kernel's
+// unit): M itself when they already are, else a copy in buf. Returns the matrix and its row stride.
+std::pair<const float*, int> padded_cols(const float* M, std::int64_t rows, int cols, std::int64_t ld,
+                                         std::vector<float>& buf) {
+  const int cp = round_up(cols, kTile);
+  if (cp == cols) return {M, static_cast<int>(ld)};
+  buf.assign(static_cast<std::size_t>(rows) * cp, 0.f);
+  for (std::int64_t r = 0; r < rows; ++r) std::copy(M + r * ld, M + r * ld + cols, buf.begin() + r * cp);
+  return {buf.data(), cp};
+}
+}  // namespace
+
+// Y (B x size) = X (B x in_dim) W^T + b for a neuron-major layer: W transposed once (in_dim x size, padded to
+// kTile columns), then one product, split by column blocks across threads.
 void Network::dense_forward(const Layer& L, const float* W, const float* X, std::int64_t B, float* Y) const {
-  const int d = L.in_dim, n = L.size;
-  const std::int64_t tiles = (n + kTile - 1) / kTile;
+  const int d = L.in_dim, n = L.size, np = round_up(n, kTile);
+  Workspace& ws = *ws_;
+  ws.wt.assign(static_cast<std::size_t>(d) * np, 0.f);
+  ws.yp.resize(static_cast<std::size_t>(B) * np);
+  float* Wt = ws.wt.data();
+  float* Yp = ws.yp.data();
+  constexpr int kCols = 4 * kTile;  // columns per task
+  const int tasks = (np + kCols - 1) / kCols;
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> Wt(static_cast<std::size_t>(d) * kTile), out(static_cast<std::size_t>(B) * kTile);
 #pragma omp for schedule(static)
-    for (std::int64_t tile = 0; tile < tiles; ++tile) {
-      const std::int64_t j0 = tile * kTile;
-      const int w = static_cast<int>(std::min<std::int64_t>(kTile, n - j0));
-      for (int c = 0; c < kTile; ++c)
-        for (int k = 0; k < d; ++k) Wt[k * kTile + c] = c < w ? W[(j0 + c) * L.ld + k] : 0.f;
-      k_->gemm_panel(X, d, static_cast<int>(B), Wt.data(), kTile, d, out.data(), kTile);
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < d; ++k) Wt[static_cast<std::int64_t>(k) * np + j] = W[j * L.ld + k];
+#pragma omp for schedule(static)
+    for (int t = 0; t < tasks; ++t) {
+      const int c0 = t * kCols, w = std::min(kCols, np - c0);
+      k_->gemm(X, d, static_cast<int>(B), Wt + c0, np, d, w, Yp + c0, np);
       for (std::int64_t s = 0; s < B; ++s)
-        for (int c = 0; c < w; ++c) Y[s * n + j0 + c] = out[s * kTile + c] + L.b[j0 + c];
+        for (int c = c0; c < std::min(c0 + w, n); ++c) Y[s * n + c] = Yp[s * np + c] + L.b[c];
     }
   }
 }
 
-// dX (B x in_dim) = D (B x size) W: one panel of kTile input columns at a time, read from W in place (a padded
-// copy for a last, narrower panel).
+// dX (B x in_dim) = D (B x size) W, split by blocks of 8 samples across threads.
 void Network::dense_backward(const Layer& L, const float* W, const float* D, std::int64_t B, float* dX) const {
-  const int d = L.in_dim, n = L.size;
-  const int panels = (d + kTile - 1) / kTile;
-#pragma omp parallel num_threads(threads_)
-  {
-    std::vector<float> Wp, out;
-#pragma omp for schedule(static)
-    for (int p = 0; p < panels; ++p) {
-      const int c0 = p * kTile, w = std::min(kTile, d - c0);
-      if (w == kTile) {
-        k_->gemm_panel(D, n, static_cast<int>(B), W + c0, static_cast<int>(L.ld), n, dX + c0, d);
-        continue;
-      }
-      Wp.assign(static_cast<std::size_t>(n) * kTile, 0.f);
-      out.resize(static_cast<std::size_t>(B) * kTile);
-      for (int k = 0; k < n; ++k) std::copy(W + k * L.ld + c0, W + k * L.ld + c0 + w, Wp.begin() + k * kTile);
-      k_->gemm_panel(D, n, static_cast<int>(B), Wp.data(), kTile, n, out.data(), kTile);
-      for (std::int64_t s = 0; s < B; ++s) std::copy(out.begin() + s * kTile, out.begin() + s * kTile + w, dX + s * d + c0);
-    }
+  const int d = L.in_dim, n = L.size, dp = round_up(d, kTile);
+  Workspace& ws = *ws_;
+  const auto [Wp, ldw] = padded_cols(W, n, d, L.ld, ws.wpad);
+  if (dp != d) ws.yp.resize(static_cast<std::size_t>(B) * dp);
+  float* out = dp == d ? dX : ws.yp.data();
+  const std::int64_t blocks = (B + 7) / 8;
+#pragma omp parallel for num_threads(threads_) schedule(static)
+  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+    const std::int64_t s0 = blk * 8;
+    const int rows = static_cast<int>(std::min<std::int64_t>(8, B - s0));
+    k_->gemm(D + s0 * n, n, rows, Wp, ldw, n, dp, out + s0 * dp, dp);
+    if (dp != d)
+      for (std::int64_t s = s0; s < s0 + rows; ++s) std::copy(out + s * dp, out + s * dp + d, dX + s * d);
   }
 }
 
-// Gradient and Adam step of every row of a dense layer: row j's gradient is sum_s D[s][j] X[s] (G = D^T X, in
-// blocks of kTile rows), its bias gradient sum_s D[s][j].
+// Gradient and Adam step of every row of a dense layer: G = D^T X (row j's gradient sum_s D[s][j] X[s]; bias
+// gradient sum_s D[s][j]), in blocks of kTile rows split across threads.
 void Network::dense_update(Layer& L, int li, const float* D, const float* X, std::int64_t B) {
-  const int d = L.in_dim, n = L.size;
-  const std::int64_t blocks = (n + kTile - 1) / kTile;
-  const int panels = (d + kTile - 1) / kTile;
+  const int d = L.in_dim, n = L.size, dp = round_up(d, kTile);
+  Workspace& ws = *ws_;
   const float lr_t = static_cast<float>(adam_lr(step_));
+  const auto [Xp, ldx] = padded_cols(X, B, d, d, ws.wpad);
+  ws.wt.resize(static_cast<std::size_t>(n) * B);
+  float* Dt = ws.wt.data();  // D transposed: n x B
+  const std::int64_t blocks = (n + kTile - 1) / kTile;
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> At(static_cast<std::size_t>(kTile) * B), G(static_cast<std::size_t>(kTile) * d), Xp, out;
+    std::vector<float> G(static_cast<std::size_t>(kTile) * dp);
+#pragma omp for schedule(static)
+    for (int j = 0; j < n; ++j)
+      for (std::int64_t s = 0; s < B; ++s) Dt[j * B + s] = D[s * n + j];
 #pragma omp for schedule(static)
     for (std::int64_t blk = 0; blk < blocks; ++blk) {
       const std::int64_t j0 = blk * kTile;
       const int w = static_cast<int>(std::min<std::int64_t>(kTile, n - j0));
-      for (int r = 0; r < kTile; ++r)
-        for (std::int64_t s = 0; s < B; ++s) At[r * B + s] = r < w ? D[s * n + j0 + r] : 0.f;
-      for (int p = 0; p < panels; ++p) {
-        const int c0 = p * kTile, pw = std::min(kTile, d - c0);
-        if (pw == kTile) {
-          k_->gemm_panel(At.data(), static_cast<int>(B), kTile, X + c0, d, static_cast<int>(B), G.data() + c0, d);
-          continue;
-        }
-        Xp.assign(static_cast<std::size_t>(B) * kTile, 0.f);
-        out.resize(static_cast<std::size_t>(kTile) * kTile);
-        for (std::int64_t s = 0; s < B; ++s) std::copy(X + s * d + c0, X + s * d + c0 + pw, Xp.begin() + s * kTile);
-        k_->gemm_panel(At.data(), static_cast<int>(B), kTile, Xp.data(), kTile, static_cast<int>(B), out.data(), kTile);
-        for (int r = 0; r < kTile; ++r) std::copy(out.begin() + r * kTile, out.begin() + r * kTile + pw, G.begin() + r * d + c0);
-      }
+      k_->gemm(Dt + j0 * B, static_cast<int>(B), w, Xp, ldx, static_cast<int>(B), dp, G.data(), dp);
       for (int r = 0; r < w; ++r) {
+        const float* dt = Dt + (j0 + r) * B;
         float gb = 0;
-        for (std::int64_t s = 0; s < B; ++s) gb += At[r * B + s];
-        adam_row(L, li, j0 + r, G.data() + static_cast<std::size_t>(r) * d, gb, 0, lr_t);
+        for (std::int64_t s = 0; s < B; ++s) gb += dt[s];
+        adam_row(L, li, j0 + r, G.data() + static_cast<std::size_t>(r) * dp, gb, 0, lr_t);
       }
     }
   }
@@ -991,10 +999,21 @@ void Network::adam_row(Layer& L, int li, std::int64_t r, const float* g, float g
   else k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
 }
 
-// Adam's bias-corrected step size at step s (>= 1).
+// Adam's bias-corrected step size at step s (>= 1). Tabulated (two pow() per step were a measurable share of a
+// small network's batch): the table grows with the steps until the bias corrections have converged, after which
+// every step size is the last entry.
 double Network::adam_lr(std::int64_t s) const {
-  const double t = static_cast<double>(s);
-  return cfg_.lr * std::sqrt(1 - std::pow(cfg_.beta2, t)) / (1 - std::pow(cfg_.beta1, t));
+  if (s < static_cast<std::int64_t>(lr_table_.size())) return lr_table_[s];
+  if (lr_converged_) return lr_table_.back();
+  for (std::int64_t t = static_cast<std::int64_t>(lr_table_.size()); t <= s; ++t) {
+    const double d = static_cast<double>(t);
+    lr_table_.push_back(t == 0 ? 0.0 : cfg_.lr * std::sqrt(1 - std::pow(cfg_.beta2, d)) / (1 - std::pow(cfg_.beta1, d)));
+    if (t > 1 && std::pow(cfg_.beta2, d) < 1e-12 && std::pow(cfg_.beta1, d) < 1e-12) {
+      lr_converged_ = true;
+      return lr_table_.back();
+    }
+  }
+  return lr_table_[s];
 }
 
 // With zero gradients, Adam's step i after a row's last update moves it by lr_i * ratio^i * m / sqrt(v), with

@@ -155,6 +155,8 @@ class Network {
   };
   IdleStep idle_step(std::int64_t idle) const;
   std::vector<double> idle_sums_;
+  mutable std::vector<double> lr_table_;  // adam_lr by step (grown on demand; calls hold mu_)
+  mutable bool lr_converged_ = false;
   std::vector<float> idle_decay1_, idle_decay2_;
 
   NetConfig cfg_;
