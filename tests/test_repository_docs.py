@@ -50,6 +50,8 @@ def test_no_reference_to_documents_outside_the_repository():
 def test_every_mentioned_repository_path_exists():
     missing = []
     for name in FILES:
+        if name == THIS:
+            continue
         here = (ROOT / name).parent
         for i, line in enumerate((ROOT / name).read_text().splitlines(), 1):
             for m in PATH.finditer(line):
