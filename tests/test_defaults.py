@@ -46,6 +46,14 @@ def test_slide_network_takes_the_shared_defaults():
     assert d["lr"] in (defaults.LR, None)  # None: the default of the core's option table
 
 
+def test_the_core_option_table_agrees():
+    from slide.network import option_table
+
+    table = option_table()
+    assert table["lr"]["default"] == defaults.LR
+    assert table["seed"]["default"] == defaults.SEED
+
+
 def test_tf_baseline_takes_the_shared_defaults():
     pytest.importorskip("tensorflow")
     from slide.baselines.tf_models import TFBaseline
