@@ -48,9 +48,10 @@ def test_no_reference_to_documents_outside_the_repository():
 
 
 def test_every_mentioned_repository_path_exists():
+    """Docs, configs, workflow, package, core and benchmark scripts name only files that exist."""
     missing = []
     for name in FILES:
-        if name == THIS:
+        if name.startswith("tests/"):  # tests name files they create, or that a later change adds
             continue
         here = (ROOT / name).parent
         for i, line in enumerate((ROOT / name).read_text().splitlines(), 1):
