@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import slide
+from slide import defaults
 from slide.data.synthetic import SyntheticSpec, generate
 
 HIDDEN = {"hash": "dwta", "K": 2, "L": 20, "range_pow": 6, "sparsity": 1.0}
@@ -62,15 +63,15 @@ def main():
     for name, (out_layer, options) in SETTINGS.items():
         if a.only and not any(s in name for s in a.only):
             continue
-        net = slide.Network(train.n_features, n_labels, layers=[HIDDEN, out_layer], lr=1e-3, threads=a.threads,
-                            init_std=0.05, init_bias_std=0.0, init_truncated=True, min_active=budget,
+        net = slide.Network(train.n_features, n_labels, layers=[HIDDEN, out_layer], lr=defaults.LR, threads=a.threads,
+                            init_std=defaults.INIT_STD, init_bias_std=0.0, init_truncated=True, min_active=budget,
                             pad_below=round(1.5 * budget), **options)
         t0 = time.perf_counter()
         order_rng = np.random.default_rng(0)
         for _ in range(a.epochs):
             order = order_rng.permutation(train.n)
-            for s in range(0, train.n, 128):
-                net.train_batch(train.rows(order[s:s + 128]))
+            for s in range(0, train.n, defaults.BATCH_SIZE):
+                net.train_batch(train.rows(order[s:s + defaults.BATCH_SIZE]))
         seconds = time.perf_counter() - t0
         topk = options.get("select", "topk") == "topk"
         points = [net.lsh_stats(queries, k=20, budget=b) for b in (budgets if topk else [0])]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from slide import defaults
 from slide.data.csr import load_split
 from slide.network import Network
 from slide.training.protocol import TrainConfig, run_training
@@ -74,8 +75,8 @@ def train_one(a, name: str, js: str, out: Path) -> None:
     train, test = load_split(Path(a.data) / "train.npz"), load_split(Path(a.data) / "test.npz")
     cfg = {**config, "slide": {**config["slide"], **json.loads(js)}}
     net = Network.from_config(cfg, train.n_features, train.n_labels, threads=a.threads)
-    tc = TrainConfig(batch_size=128, epochs=a.epochs, max_steps=a.max_steps, eval_every=a.eval_every,
-                     eval_samples=a.eval_samples, seed=0)
+    tc = TrainConfig(batch_size=defaults.BATCH_SIZE, epochs=a.epochs, max_steps=a.max_steps,
+                     eval_every=a.eval_every, eval_samples=a.eval_samples, seed=defaults.SEED)
     run_training(SlideModel(net, out / "lsh.csv"), name, train, test, tc, out, progress=False)
 
 

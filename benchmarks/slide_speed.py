@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 import slide
+from slide import defaults
 from slide.data.csr import Split
 
 
@@ -33,7 +34,7 @@ def main():
     ap.add_argument("--labels", type=int, default=200_000)
     ap.add_argument("--nnz", type=int, default=28)
     ap.add_argument("--labels-per", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=defaults.BATCH_SIZE)
     ap.add_argument("--batches", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)

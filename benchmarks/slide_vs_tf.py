@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from slide import defaults
 from slide.data.csr import load_split
 from slide.report.summary import time_to_target
 from slide.training.protocol import TrainConfig, run_training
@@ -26,8 +27,8 @@ def main():
     ap.add_argument("--tf-epochs", type=int, default=2)
     ap.add_argument("--slide-epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--init-std", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=defaults.LR)
+    ap.add_argument("--init-std", type=float, default=defaults.INIT_STD)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--eval-samples", type=int, default=1000)
     ap.add_argument("--out", default=None, help="keep runs here (default: a temp dir)")
@@ -37,8 +38,9 @@ def main():
 
     train, test = load_split(Path(a.data) / "train.npz"), load_split(Path(a.data) / "test.npz")
     out = Path(a.out or tempfile.mkdtemp(prefix="slide_vs_tf."))
-    model = {"hidden": [128], "init_std": a.init_std}
-    base = dict(batch_size=128, eval_every=a.eval_every, eval_samples=a.eval_samples, seed=0)
+    model = {**defaults.MODEL, "init_std": a.init_std}
+    base = dict(batch_size=defaults.BATCH_SIZE, eval_every=a.eval_every, eval_samples=a.eval_samples,
+                seed=defaults.SEED)
     results = {}
 
     import yaml
@@ -48,7 +50,7 @@ def main():
     from slide.network import Network
     from slide.training.slide_model import SlideModel
 
-    net = Network.from_config({"model": model, "train": {"lr": a.lr, "seed": 0}, "slide": slide_cfg},
+    net = Network.from_config({"model": model, "train": {"lr": a.lr, "seed": defaults.SEED}, "slide": slide_cfg},
                               train.n_features, train.n_labels, threads=a.threads)
     results["slide"] = run_training(SlideModel(net, out / "slide" / "lsh.csv"), "slide", train, test,
                                     TrainConfig(epochs=a.slide_epochs, **base), out / "slide")

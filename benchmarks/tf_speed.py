@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from slide import defaults
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -59,7 +61,7 @@ def measure(a: dict) -> dict:
 
     load_before = os.getloadavg()[0]
     t = time.perf_counter()
-    model = TFBaseline(train.n_features, train.n_labels, hidden=a["hidden"], loss=a["loss"], lr=1e-3,
+    model = TFBaseline(train.n_features, train.n_labels, hidden=a["hidden"], loss=a["loss"], lr=defaults.LR,
                        num_sampled=num_sampled if a["loss"] == "sampled" else None, threads=a["threads"],
                        inter_op_threads=a["inter_op"])
     build_s, rss_built = time.perf_counter() - t, peak_rss_bytes()
@@ -121,8 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--labels", type=int, nargs="+", default=[200_000, 670_091])
     p.add_argument("--features", type=int, default=None, help="default: 135,909 at L >= 670k, else 100,000")
     p.add_argument("--losses", nargs="+", default=["full", "sampled"], choices=["full", "sampled"])
-    p.add_argument("--hidden", type=int, nargs="+", default=[128])
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--hidden", type=int, nargs="+", default=list(defaults.HIDDEN))
+    p.add_argument("--batch", type=int, default=defaults.BATCH_SIZE)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--inter-op", type=int, default=None, help="default: = --threads")
     p.add_argument("--fraction", type=float, default=0.1, help="num_sampled = fraction * L")

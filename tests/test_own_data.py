@@ -1,7 +1,7 @@
-"""Issue 7, bring your own dataset: an Extreme Classification Repository-style sample (one `*_data.txt` with
-CRLF endings, empty-label lines, duplicate rows, unsorted features, `1.000000` values, plus `*_trSplit.txt` /
-`*_tstSplit.txt` with several split columns) through the real pipeline; the header drives the model sizes;
-the shipped dataset presets validate and plan.
+"""Bring your own dataset (README, "Your own data"): an Extreme Classification Repository-style sample (one
+`*_data.txt` with CRLF endings, empty-label lines, duplicate rows, unsorted features, `1.000000` values, plus
+`*_trSplit.txt` / `*_tstSplit.txt` with several split columns) through the real pipeline; the header drives the
+model sizes; the shipped dataset presets validate and plan.
 
 Also the README's worked example: `python tests/test_own_data.py resources/raw/sample` writes the sample and
 resources/raw/sample/sample.yaml; then `snakemake --cores 2 --configfile resources/raw/sample/sample.yaml`.

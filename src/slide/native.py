@@ -44,5 +44,6 @@ def native():
     try:
         from . import _native
     except ImportError as e:
-        raise ImportError("slide._native is not built: run `pip install -e .` in the repository root") from e
+        raise ImportError("slide._native is not built: run `pip install -e .` in the repository root, "
+                          "with a C++17 compiler and CMake on PATH (without them only the Python part installs)") from e
     return _native

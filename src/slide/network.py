@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import defaults
 from .native import native
 
 # Keys of the core's config that Network takes as arguments of its own; every other option, its type, default,
@@ -39,7 +40,7 @@ class _OptionsDoc(type):
         P = inspect.Parameter
         params = [P("n_features", P.POSITIONAL_OR_KEYWORD, annotation=int),
                   P("n_labels", P.POSITIONAL_OR_KEYWORD, annotation=int),
-                  P("hidden", P.POSITIONAL_OR_KEYWORD, default=(128,)),
+                  P("hidden", P.POSITIONAL_OR_KEYWORD, default=defaults.HIDDEN),
                   P("layers", P.POSITIONAL_OR_KEYWORD, default=None)]
         types = {"int": int, "float": float, "bool": bool, "str": str}
         for name, o in option_table().items():
@@ -55,8 +56,8 @@ _NETWORK_DOC = """A SLIDE network: sparse input -> dense ReLU hidden layers -> L
 
 
 class Network(metaclass=_OptionsDoc):
-    def __init__(self, n_features: int, n_labels: int, hidden: Sequence[int] = (128,),
-                 layers: Sequence[dict] | None = None, lr: float | None = None, seed: int = 0,
+    def __init__(self, n_features: int, n_labels: int, hidden: Sequence[int] = defaults.HIDDEN,
+                 layers: Sequence[dict] | None = None, lr: float | None = None, seed: int = defaults.SEED,
                  threads: int | None = None, **options: Any):
         layers = list(layers) if layers is not None else _default_layers(len(hidden))
         if len(layers) != len(hidden) + 1:
@@ -85,7 +86,8 @@ class Network(metaclass=_OptionsDoc):
         if config["model"].get("init_std") is not None:  # the init shared with the baselines
             init = {"init_std": float(config["model"]["init_std"]), "init_bias_std": 0.0, "init_truncated": True}
         return cls(n_features, n_labels, hidden=config["model"]["hidden"], layers=layers,
-                   lr=config["train"]["lr"], seed=config["train"].get("seed", 0), threads=threads, **s, **init)
+                   lr=config["train"]["lr"], seed=config["train"].get("seed", defaults.SEED), threads=threads,
+                   **s, **init)
 
     # ---- training and inference -----------------------------------------------------------------
     def train_batch(self, x, labels=None) -> float:

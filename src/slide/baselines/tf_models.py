@@ -40,6 +40,7 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import tensorflow as tf  # noqa: E402
 
+from .. import defaults  # noqa: E402
 from ..data.csr import Split  # noqa: E402
 from . import sampling  # noqa: E402
 
@@ -148,9 +149,10 @@ _SAMPLE_SIG = [_spec([None], tf.int64), _spec([None], tf.float32), _spec([None],
 class TFBaseline:
     """A `slide.training.protocol.Model` backed by TensorFlow 2 (full or sampled softmax)."""
 
-    def __init__(self, n_features: int, n_labels: int, hidden=(128,), loss: str = "full", lr: float = 1e-3,
-                 num_sampled: int | None = None, seed: int = 0, threads: int | None = None,
-                 inter_op_threads: int | None = None, cpu_only: bool = False, init_std: float | None = None):
+    def __init__(self, n_features: int, n_labels: int, hidden=defaults.HIDDEN, loss: str = "full",
+                 lr: float = defaults.LR, num_sampled: int | None = None, seed: int = defaults.SEED,
+                 threads: int | None = None, inter_op_threads: int | None = None, cpu_only: bool = False,
+                 init_std: float | None = None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if loss == "sampled" and (num_sampled is None or not 1 <= num_sampled < n_labels):

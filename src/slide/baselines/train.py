@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+from .. import defaults
 from ..training.protocol import TrainConfig, load_prepared, run_fingerprint, run_training
 
 SYSTEMS = {"full": "tf_full", "sampled": "tf_sampled"}
@@ -13,10 +14,10 @@ def build_model(loss: str, n_features: int, n_labels: int, model_cfg: dict, trai
     """A TFBaseline from the config sections `model`, `train`, `tf` (imports TensorFlow)."""
     from .tf_models import TFBaseline, resolve_num_sampled
 
-    return TFBaseline(n_features, n_labels, hidden=model_cfg.get("hidden", [128]), loss=loss,
-                      lr=train_cfg.get("lr", 1e-3),
+    return TFBaseline(n_features, n_labels, hidden=model_cfg.get("hidden", defaults.HIDDEN), loss=loss,
+                      lr=train_cfg.get("lr", defaults.LR),
                       num_sampled=resolve_num_sampled(tf_cfg, n_labels) if loss == "sampled" else None,
-                      seed=train_cfg.get("seed", 0), threads=threads,
+                      seed=train_cfg.get("seed", defaults.SEED), threads=threads,
                       inter_op_threads=tf_cfg.get("inter_op_threads") or threads,
                       cpu_only=tf_cfg.get("device", "auto") == "cpu", init_std=model_cfg.get("init_std"))
 
@@ -26,7 +27,8 @@ def train_tf(loss: str, train_path, test_path, meta_path, out_dir, model_cfg: di
     """Train `loss` ('full' | 'sampled') and write metrics.csv, final.json, model/ in out_dir."""
     if loss not in SYSTEMS:
         raise ValueError(f"loss must be one of {sorted(SYSTEMS)}, got {loss!r}")
-    train, test, meta = load_prepared(train_path, test_path, meta_path, hidden=model_cfg.get("hidden", [128]))
+    hidden = model_cfg.get("hidden", defaults.HIDDEN)
+    train, test, meta = load_prepared(train_path, test_path, meta_path, hidden=hidden)
     model = build_model(loss, train.n_features, train.n_labels, model_cfg, train_cfg, tf_cfg, threads)
     fingerprint = run_fingerprint(loss, {"model": model_cfg, "train": train_cfg, "tf": tf_cfg}, meta,
                                   [train.n, test.n, train.n_features, train.n_labels])

@@ -1,0 +1,65 @@
+"""The memory that train_slide asks the scheduler for (slide.resources, before its margin) covers what the core
+really uses: a fresh process trains SLIDE as the rule does (slide.training.slide_model.train_slide) on a
+100k-label synthetic set, and its peak RSS must stay below the estimate, both with this repository's output
+layer and with the original's 50 DWTA tables (config/paper-lsh.yaml). docs/scale-out.md has the larger
+measurements."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+from slide.data.csr import save_split
+from slide.data.synthetic import SyntheticSpec, generate
+from slide.resources import MIB, Shape, need_bytes
+from workflow_copy import ROOT
+
+SPEC = {"n_train": 4000, "n_test": 1000, "n_features": 20000, "n_labels": 100000, "seed": 1}
+CHILD = textwrap.dedent("""
+    import json, resource, sys
+    from pathlib import Path
+    from slide.training.slide_model import train_slide
+    d, cfg = Path(sys.argv[1]), json.loads(sys.argv[2])
+    train_slide(d / "train.npz", d / "test.npz", d / "meta.json", d / "run", config=cfg, threads=2, progress=False)
+    print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+""")
+
+
+def _config(*overlays: str) -> dict:
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for name in overlays:
+        update_config(cfg, yaml.safe_load((ROOT / "config" / name).read_text()))
+    cfg["train"].update(epochs=1, max_steps=20, eval_every=10)
+    return {k: cfg[k] for k in ("model", "train", "slide")}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data100k")
+    train, test = generate(SyntheticSpec.from_config(SPEC))
+    save_split(d / "train.npz", train)
+    save_split(d / "test.npz", test)
+    (d / "meta.json").write_text(json.dumps({"n_features": train.n_features, "n_labels": train.n_labels}))
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overlays", [(), ("paper-lsh.yaml",)], ids=["default", "paper-lsh"])
+def test_train_slide_peak_rss_stays_below_its_estimate(data, overlays, tmp_path):
+    cfg = _config(*overlays)
+    shape = Shape(SPEC["n_features"], SPEC["n_labels"],
+                  sum((data / f).stat().st_size for f in ("train.npz", "test.npz")), "prepared")
+    estimate = need_bytes("train_slide", shape, cfg, threads=2)
+    run = subprocess.run([sys.executable, "-c", CHILD, str(data), json.dumps(cfg)], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    peak = json.loads(run.stdout.strip().splitlines()[-1])["peak"]
+    print(f"peak RSS {peak / MIB:.0f} MiB, estimate {estimate / MIB:.0f} MiB")
+    assert peak < estimate, f"peak RSS {peak / MIB:.0f} MiB, estimate {estimate / MIB:.0f} MiB"
+    # and the estimate is not absurdly loose: the data-dependent part is a real share of it
+    assert peak > 0.4 * estimate, f"peak RSS {peak / MIB:.0f} MiB, estimate {estimate / MIB:.0f} MiB"
