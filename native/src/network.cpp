@@ -1356,9 +1356,9 @@ LshStats Network::lsh_stats(const Csr& x, int k, int budget) {
 }
 
 // ---- save / load ------------------------------------------------------------------------------------
-// File layout (format 3): magic, format, meta length, meta (JSON), XXH64 of these header bytes, counters,
-// then per layer the weights, Adam moments, biases (and the hash tables of sparse layers), then an XXH64
-// checksum of every byte before it. load() checks the checksum before it touches the network, then the values themselves.
+// File layout (format 4): magic, format, meta length, meta (JSON), XXH64 of these header bytes, counters,
+// then per layer the weights and Adam moments (fp32 whatever the precision), biases, each row's last Adam step,
+// the hash tables of sparse layers (and k-means centroids), then an XXH64 checksum of every byte before it. load() checks the checksum before it touches the network, then the values themselves.
 namespace {
 // XXH64 (the public xxHash algorithm), streaming: the checksum is computed while writing.
 class Xxh64 {

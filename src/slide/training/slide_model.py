@@ -1,6 +1,7 @@
 """SLIDE under the shared protocol: the `Model` adapter around slide.Network and the train_slide entry point."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -20,8 +21,9 @@ class SlideModel:
     """Adapts slide.Network to slide.training.protocol.Model. With `lsh_csv`, every evaluation also records
     how well the output layer's tables retrieve the dense top-20 and where the training active sets came from."""
 
-    def __init__(self, net, lsh_csv: str | Path | None = None):
+    def __init__(self, net, lsh_csv: str | Path | None = None, cpu_share: dict | None = None):
         self.net = net
+        self.cpu_share = cpu_share  # slide.cpu_share's decision, recorded in final.json
         self.lsh_csv = Path(lsh_csv) if lsh_csv is not None else None
         self._lsh_rows: list[dict] = []
         self._counts = dict(net.active_counts)
@@ -79,7 +81,7 @@ class SlideModel:
                 "memory_pages": info["pages"], "phase_seconds": info["phase_seconds"],
                 "rehashes": info["rehashes"], "rebuilds": info["rebuilds"],
                 "inference": self.net.inference, "native_module": info["native_module"],
-                "slide_version": _version()}
+                "slide_version": _version(), **({"cpu_share": self.cpu_share} if self.cpu_share else {})}
 
 
 def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads: int,
@@ -88,6 +90,10 @@ def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads
 
     `build_dir` (the pipeline's results/build) selects the host-tuned extension over the installed one.
     """
+    from ..cpu_share import share_cores
+
+    share = share_cores(threads)  # before the native core (and OpenMP) loads
+    print(f"cores: {share['reason']} (OpenMP wait policy: {share['wait_policy']})", file=sys.stderr)
     if build_dir is not None:
         from ..native import use_build
 
@@ -101,8 +107,8 @@ def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads
           f"hidden {config['model']['hidden']}, {net.info()['isa']} kernels, {threads} threads")
     build = Path(build_dir) / "build.json" if build_dir is not None else None
     fingerprint = run_fingerprint("slide", config, meta, read_json(build) if build and build.exists() else None)
-    return run_training(SlideModel(net, Path(out_dir) / "lsh.csv"), "slide", train, test, cfg, out_dir, progress=progress,
-                        fingerprint=fingerprint)
+    return run_training(SlideModel(net, Path(out_dir) / "lsh.csv", cpu_share=share), "slide", train, test, cfg, out_dir,
+                        progress=progress, fingerprint=fingerprint)
 
 
 def _version() -> str:
