@@ -113,7 +113,8 @@ struct Network::Workspace {
   std::vector<float> loss;
   std::vector<int> has_label;
   // transposition of (row id, sample, coefficient) triples for the gradient pass
-  std::vector<std::int32_t> tcount, touched, tsample;
+  std::vector<std::int32_t> count, slot;  // per row of the layer: entries this batch; its index in touched
+  std::vector<std::int32_t> touched, tsample;
   std::vector<float> tcoef;
   std::vector<std::int64_t> tstart, tfill;
   struct PerThread {
@@ -232,7 +233,7 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   std::int64_t in_dim = cfg.n_features;
   for (std::size_t l = 0; l < cfg.layers.size(); ++l) {
     const LayerSpec& s = cfg.layers[l];
-    Layer& L = layers_[l];
+    Layer& layer = layers_[l];
     if (s.size < 1) throw std::invalid_argument("layer " + std::to_string(l) + ": size must be >= 1");
     if (!(s.sparsity > 0 && s.sparsity <= 1))
       throw std::invalid_argument("layer " + std::to_string(l) + ": sparsity must be in (0, 1]");
@@ -242,21 +243,21 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
                                   ": LSH-sparse hidden layers are not supported; set its sparsity to 1 "
                                   "(as in every published SLIDE configuration)");
     if (in_dim > std::numeric_limits<int>::max()) throw std::invalid_argument("n_features too large");
-    L.in_dim = static_cast<int>(in_dim);
-    L.size = s.size;
-    L.input = l == 0;
-    L.sparse = s.sparsity < 1;
-    L.ld = L.cols();
+    layer.in_dim = static_cast<int>(in_dim);
+    layer.size = s.size;
+    layer.input = l == 0;
+    layer.sparse = s.sparsity < 1;
+    layer.ld = layer.cols();
     // bf16 storage where the memory is: the input layer and the output layer (hidden-to-hidden layers are small)
-    L.bf16 = cfg.bf16() && (L.input || is_output);
-    if (L.bf16) L.Q.allocate(Layer::kParts * static_cast<std::size_t>(L.rows()) * L.ld, pages_);
-    else L.P.allocate(Layer::kParts * static_cast<std::size_t>(L.rows()) * L.ld, pages_);
-    L.b.assign(s.size, 0.f);
-    L.mb.assign(s.size, 0.f);
-    L.vb.assign(s.size, 0.f);
+    layer.bf16 = cfg.bf16() && (layer.input || is_output);
+    if (layer.bf16) layer.Q.allocate(Layer::kParts * static_cast<std::size_t>(layer.rows()) * layer.ld, pages_);
+    else layer.P.allocate(Layer::kParts * static_cast<std::size_t>(layer.rows()) * layer.ld, pages_);
+    layer.b.assign(s.size, 0.f);
+    layer.mb.assign(s.size, 0.f);
+    layer.vb.assign(s.size, 0.f);
     // N(0, init_std) weights and biases as the original, from counter-based streams (thread-count independent).
-    const std::int64_t rows = L.rows();
-    const int cols = L.cols();
+    const std::int64_t rows = layer.rows();
+    const int cols = layer.cols();
     const float sd = static_cast<float>(cfg.init_std), bsd = static_cast<float>(cfg.bias_std());
     const bool trunc = cfg.init_truncated;
     auto draw = [trunc](Rng& rng) {
@@ -271,28 +272,28 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
       for (std::int64_t r = 0; r < rows; ++r) {
         Rng rng(mix(cfg.seed, kStreamInitWeights + l, static_cast<std::uint64_t>(r)));
         for (int c = 0; c < cols; ++c) w[c] = sd * draw(rng);
-        L.set_row(Layer::kWeights, r, w.data(), *k_);
+        layer.set_row(Layer::kWeights, r, w.data(), *k_);
       }
     }
     Rng brng(mix(cfg.seed, kStreamInitBias + l));
-    for (auto& v : L.b) v = bsd * draw(brng);
-    if (L.sparse) {
+    for (auto& v : layer.b) v = bsd * draw(brng);
+    if (layer.sparse) {
       if (cfg.select == "topk" && cfg.min_active < 1)
         throw std::invalid_argument("select 'topk' needs min_active >= 1: it is the active-set budget per sample");
       LayerSpec& rs = cfg_.layers[l];
       resolve_auto(rs, cfg.min_active);
-      L.hdim = L.in_dim + (cfg.mips ? 2 : 0);
-      L.hash = HashFamily(parse_hash_kind(rs.hash), rs.K, rs.L, L.hdim, rs.range_pow, cfg.dwta_compat_shift,
+      layer.hdim = layer.in_dim + (cfg.mips ? 2 : 0);
+      layer.hash = HashFamily(parse_hash_kind(rs.hash), rs.K, rs.L, layer.hdim, rs.range_pow, cfg.dwta_compat_shift,
                           mix(cfg.seed, kStreamHashFunctions + l, 0));
       // k-means cells hold every neuron assigned to them (no bucket capacity)
-      L.tables = HashTables(rs.L, rs.range_pow, L.hash.kind() == HashKind::Kmeans ? s.size : cfg.bucket_size, repl,
+      layer.tables = HashTables(rs.L, rs.range_pow, layer.hash.kind() == HashKind::Kmeans ? s.size : cfg.bucket_size, repl,
                             pages_);
-      L.perm.resize(s.size);
-      std::iota(L.perm.begin(), L.perm.end(), 0);
+      layer.perm.resize(s.size);
+      std::iota(layer.perm.begin(), layer.perm.end(), 0);
       Rng prng(mix(cfg.seed, kStreamNeuronOrder + l));
-      for (int i = s.size - 1; i > 0; --i) std::swap(L.perm[i], L.perm[prng.below(i + 1)]);
-      L.inv.resize(s.size);
-      for (int r = 0; r < s.size; ++r) L.inv[L.perm[r]] = r;
+      for (int i = s.size - 1; i > 0; --i) std::swap(layer.perm[i], layer.perm[prng.below(i + 1)]);
+      layer.inv.resize(s.size);
+      for (int r = 0; r < s.size; ++r) layer.inv[layer.perm[r]] = r;
     }
     in_dim = s.size;
   }
@@ -302,30 +303,30 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
   next_rebuild_ = rebuild_interval_;
   ws_ = std::make_unique<Workspace>();
   ws_->pt.resize(threads_);
-  for (Layer& L : layers_)
-    if (L.sparse) rehash_layer(L, false);
+  for (Layer& layer : layers_)
+    if (layer.sparse) rehash_layer(layer, false);
 }
 
 Network::~Network() = default;
 
 std::int64_t Network::n_labels() const { return layers_.back().size; }
-void Network::copy_bias(int layer, float* out) const {
-  const Layer& L = layers_.at(layer);
-  for (int id = 0; id < L.size; ++id) out[id] = L.b[L.row_of(id)];
+void Network::copy_bias(int index, float* out) const {
+  const Layer& layer = layers_.at(index);
+  for (int id = 0; id < layer.size; ++id) out[id] = layer.b[layer.row_of(id)];
 }
 
-void Network::weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) const {
-  const Layer& L = layers_.at(layer);
-  *rows = L.rows();
-  *cols = L.cols();
+void Network::weight_shape(int index, std::int64_t* rows, std::int64_t* cols) const {
+  const Layer& layer = layers_.at(index);
+  *rows = layer.rows();
+  *cols = layer.cols();
 }
 
-void Network::copy_weights(int layer, float* out) const {
-  const Layer& L = layers_.at(layer);
-  std::vector<float> buf(L.cols());
-  for (std::int64_t i = 0; i < L.rows(); ++i) {  // in neuron-id order
-    const std::int64_t r = L.input ? i : L.row_of(static_cast<std::int32_t>(i));
-    std::memcpy(out + i * L.cols(), L.row(Layer::kWeights, r, buf.data(), *k_), sizeof(float) * L.cols());
+void Network::copy_weights(int index, float* out) const {
+  const Layer& layer = layers_.at(index);
+  std::vector<float> buf(layer.cols());
+  for (std::int64_t i = 0; i < layer.rows(); ++i) {  // in neuron-id order
+    const std::int64_t r = layer.input ? i : layer.row_of(static_cast<std::int32_t>(i));
+    std::memcpy(out + i * layer.cols(), layer.row(Layer::kWeights, r, buf.data(), *k_), sizeof(float) * layer.cols());
   }
 }
 
@@ -361,31 +362,31 @@ void Network::validate_batch(const Csr& x, const Csr* y) const {
   }
 }
 
-void Network::hash_vector(const Layer& L, std::int64_t r, float* out) const {
-  const float* w = L.row(Layer::kWeights, r, out, *k_);  // bf16: converted into out, transformed in place below
+void Network::hash_vector(const Layer& layer, std::int64_t r, float* out) const {
+  const float* w = layer.row(Layer::kWeights, r, out, *k_);  // bf16: converted into out, transformed in place below
   if (!cfg_.mips) {
-    if (w != out) std::memcpy(out, w, sizeof(float) * L.in_dim);
+    if (w != out) std::memcpy(out, w, sizeof(float) * layer.in_dim);
     return;
   }
-  const float s = L.inv_norm;
-  const float* mean = L.wmean.data();
+  const float s = layer.inv_norm;
+  const float* mean = layer.wmean.data();
   float n2 = 0.f;
 #pragma omp simd reduction(+ : n2)
-  for (int c = 0; c < L.in_dim; ++c) {
+  for (int c = 0; c < layer.in_dim; ++c) {
     const float v = (w[c] - mean[c]) * s;
     out[c] = v;
     n2 += v * v;
   }
-  out[L.in_dim] = L.b[r] * s;
-  n2 += out[L.in_dim] * out[L.in_dim];
-  out[L.in_dim + 1] = std::sqrt(std::max(0.f, 1.f - n2));
+  out[layer.in_dim] = layer.b[r] * s;
+  n2 += out[layer.in_dim] * out[layer.in_dim];
+  out[layer.in_dim + 1] = std::sqrt(std::max(0.f, 1.f - n2));
 }
 
-void Network::query_vector(const Layer& L, const float* h, float* out) const {
-  std::memcpy(out, h, sizeof(float) * L.in_dim);
+void Network::query_vector(const Layer& layer, const float* h, float* out) const {
+  std::memcpy(out, h, sizeof(float) * layer.in_dim);
   if (cfg_.mips) {
-    out[L.in_dim] = 1.f;
-    out[L.in_dim + 1] = 0.f;
+    out[layer.in_dim] = 1.f;
+    out[layer.in_dim + 1] = 0.f;
   }
 }
 
@@ -452,12 +453,12 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       for (int j = 0; j < len && (!topk || static_cast<int>(active.size()) < fill_to); ++j) add(ids[j]);
     }
   } else {
-    const int L = o.hash.L();
+    const int tables = o.hash.L();
     t.hscratch.resize(o.hash.scratch_size());
-    t.codes.resize(L);
+    t.codes.resize(tables);
     o.hash.bucket_codes(*k_, q, t.codes.data(), t.hscratch.data());
     if (!topk) {
-      for (int tb = 0; tb < L; ++tb) {
+      for (int tb = 0; tb < tables; ++tb) {
         int len;
         const std::int32_t* ids = o.tables.bucket(tb, t.codes[tb], &len);
         for (int i = 0; i < len; ++i) add(ids[i]);
@@ -466,7 +467,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       // Count how many tables return each neuron; keep the most frequent (first seen on ties).
       for (std::int32_t r : active) t.count[r] = 0;
       t.cand.clear();
-      for (int tb = 0; tb < L; ++tb) {
+      for (int tb = 0; tb < tables; ++tb) {
         int len;
         const std::int32_t* ids = o.tables.bucket(tb, t.codes[tb], &len);
         for (int i = 0; i < len; ++i) {
@@ -561,15 +562,15 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   // back through the hidden layers (ReLU, then the dense layers' transposed products), batched
   t0 = Clock::now();
   for (int l = nh - 1; l >= 0; --l) {
-    const Layer& L = layers_[l];
+    const Layer& layer = layers_[l];
     const float* dh = l == nh - 1 ? ws.dH.data() : ws.dX.data();
     const float* h = ws.H[l].data();
     float* d = ws.D[l].data();
-    const std::int64_t n = B * L.size;
+    const std::int64_t n = B * layer.size;
     for (std::int64_t i = 0; i < n; ++i) d[i] = h[i] > 0.f ? dh[i] : 0.f;
     if (l > 0) {
-      ws.dX.resize(static_cast<std::size_t>(B) * L.in_dim);
-      dense_backward(L, L.weights_f32(), d, B, ws.dX.data());
+      ws.dX.resize(static_cast<std::size_t>(B) * layer.in_dim);
+      dense_backward(layer, layer.weights_f32(), d, B, ws.dX.data());
     }
   }
   times_.backward += since(t0);
@@ -753,19 +754,19 @@ void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H) co
     for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
   }
   for (int l = 1; l < nh; ++l) {
-    const Layer& L = layers_[l];
+    const Layer& layer = layers_[l];
     float* h = H[l].data();
-    dense_forward(L, L.weights_f32(), H[l - 1].data(), n, h);
-    for (std::int64_t i = 0; i < n * L.size; ++i) h[i] = std::max(h[i], 0.f);
+    dense_forward(layer, layer.weights_f32(), H[l - 1].data(), n, h);
+    for (std::int64_t i = 0; i < n * layer.size; ++i) h[i] = std::max(h[i], 0.f);
   }
 }
 
 // A dense layer's weights as one fp32 matrix (row stride ld): the parameters, or for a bf16 layer a copy in buf.
-const float* Network::dense_weights(const Layer& L, std::vector<float>& buf) const {
-  if (!L.bf16) return L.weights_f32();
-  buf.resize(static_cast<std::size_t>(L.rows()) * L.ld);
+const float* Network::dense_weights(const Layer& layer, std::vector<float>& buf) const {
+  if (!layer.bf16) return layer.weights_f32();
+  buf.resize(static_cast<std::size_t>(layer.rows()) * layer.ld);
 #pragma omp parallel for num_threads(threads_) schedule(static)
-  for (std::int64_t r = 0; r < L.rows(); ++r) k_->from_bf16(L.param16(Layer::kWeights, r), buf.data() + r * L.ld, L.cols());
+  for (std::int64_t r = 0; r < layer.rows(); ++r) k_->from_bf16(layer.param16(Layer::kWeights, r), buf.data() + r * layer.ld, layer.cols());
   return buf.data();
 }
 
@@ -786,8 +787,8 @@ std::pair<const float*, int> padded_cols(const float* M, std::int64_t rows, int 
 
 // Y (B x size) = X (B x in_dim) W^T + b for a neuron-major layer: W transposed once (in_dim x size, padded to
 // kTile columns), then one product, split by column blocks across threads.
-void Network::dense_forward(const Layer& L, const float* W, const float* X, std::int64_t B, float* Y) const {
-  const int d = L.in_dim, n = L.size, np = round_up(n, kTile);
+void Network::dense_forward(const Layer& layer, const float* W, const float* X, std::int64_t B, float* Y) const {
+  const int d = layer.in_dim, n = layer.size, np = round_up(n, kTile);
   Workspace& ws = *ws_;
   ws.wt.assign(static_cast<std::size_t>(d) * np, 0.f);
   ws.yp.resize(static_cast<std::size_t>(B) * np);
@@ -799,22 +800,22 @@ void Network::dense_forward(const Layer& L, const float* W, const float* X, std:
   {
 #pragma omp for schedule(static)
     for (int j = 0; j < n; ++j)
-      for (int k = 0; k < d; ++k) Wt[static_cast<std::int64_t>(k) * np + j] = W[j * L.ld + k];
+      for (int k = 0; k < d; ++k) Wt[static_cast<std::int64_t>(k) * np + j] = W[j * layer.ld + k];
 #pragma omp for schedule(static)
     for (int t = 0; t < tasks; ++t) {
       const int c0 = t * kCols, w = std::min(kCols, np - c0);
       k_->gemm(X, d, static_cast<int>(B), Wt + c0, np, d, w, Yp + c0, np);
       for (std::int64_t s = 0; s < B; ++s)
-        for (int c = c0; c < std::min(c0 + w, n); ++c) Y[s * n + c] = Yp[s * np + c] + L.b[c];
+        for (int c = c0; c < std::min(c0 + w, n); ++c) Y[s * n + c] = Yp[s * np + c] + layer.b[c];
     }
   }
 }
 
 // dX (B x in_dim) = D (B x size) W, split by blocks of 8 samples across threads.
-void Network::dense_backward(const Layer& L, const float* W, const float* D, std::int64_t B, float* dX) const {
-  const int d = L.in_dim, n = L.size, dp = round_up(d, kTile);
+void Network::dense_backward(const Layer& layer, const float* W, const float* D, std::int64_t B, float* dX) const {
+  const int d = layer.in_dim, n = layer.size, dp = round_up(d, kTile);
   Workspace& ws = *ws_;
-  const auto [Wp, ldw] = padded_cols(W, n, d, L.ld, ws.wpad);
+  const auto [Wp, ldw] = padded_cols(W, n, d, layer.ld, ws.wpad);
   if (dp != d) ws.yp.resize(static_cast<std::size_t>(B) * dp);
   float* out = dp == d ? dX : ws.yp.data();
   const std::int64_t blocks = (B + 7) / 8;
@@ -830,8 +831,8 @@ void Network::dense_backward(const Layer& L, const float* W, const float* D, std
 
 // Gradient and Adam step of every row of a dense layer: G = D^T X (row j's gradient sum_s D[s][j] X[s]; bias
 // gradient sum_s D[s][j]), in blocks of kTile rows split across threads.
-void Network::dense_update(Layer& L, int li, const float* D, const float* X, std::int64_t B) {
-  const int d = L.in_dim, n = L.size, dp = round_up(d, kTile);
+void Network::dense_update(Layer& layer, int li, const float* D, const float* X, std::int64_t B) {
+  const int d = layer.in_dim, n = layer.size, dp = round_up(d, kTile);
   Workspace& ws = *ws_;
   const float lr_t = static_cast<float>(adam_lr(step_));
   const auto [Xp, ldx] = padded_cols(X, B, d, d, ws.wpad);
@@ -853,7 +854,7 @@ void Network::dense_update(Layer& L, int li, const float* D, const float* X, std
         const float* dt = Dt + (j0 + r) * B;
         float gb = 0;
         for (std::int64_t s = 0; s < B; ++s) gb += dt[s];
-        adam_row(L, li, j0 + r, G.data() + static_cast<std::size_t>(r) * dp, gb, 0, lr_t);
+        adam_row(layer, li, j0 + r, G.data() + static_cast<std::size_t>(r) * dp, gb, 0, lr_t);
       }
     }
   }
@@ -862,29 +863,30 @@ void Network::dense_update(Layer& L, int li, const float* D, const float* X, std
 // Gradients are formed here, row by row, from the per-sample coefficients (no gradient buffers, no
 // atomics, a fixed summation order: deterministic for any thread count), then Adam updates each row.
 // Only rows that the batch touched are updated unless dense_adam reproduces the original's full sweep.
-void Network::apply_adam(Layer& L, int li, const Csr& x) {
+void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   Workspace& ws = *ws_;
   const std::int64_t B = x.rows;
   const int nh = static_cast<int>(layers_.size()) - 1;
   const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
   const float eps = static_cast<float>(cfg_.eps);
   const float lr_t = static_cast<float>(adam_lr(step_));
-  const int cols = L.cols();
+  const int cols = layer.cols();
 
-  if (!L.input && !L.sparse) {  // dense hidden or output layer: every row, gradients by matrix products
+  if (!layer.input && !layer.sparse) {  // dense hidden or output layer: every row, gradients by matrix products
     const float* D = li < nh ? ws.D[li].data() : ws.Z.data();
-    dense_update(L, li, D, ws.H[li - 1].data(), B);
+    dense_update(layer, li, D, ws.H[li - 1].data(), B);
     return;
   }
 
   // Transpose the batch's (row, sample, coefficient) triples to row-major order by counting sort.
   // Output layer: rows are active neurons, coefficients dz, sample vectors H_last.
   // Input layer: rows are input features, coefficients the feature values, sample vectors D_0.
-  const std::int64_t nrows = L.rows();
-  ws.tcount.assign(nrows + 1, 0);
+  const std::int64_t nrows = layer.rows();
+  ws.count.assign(nrows, 0);
+  if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
   ws.touched.clear();
   auto for_each_triple = [&](auto&& fn) {
-    if (L.input) {
+    if (layer.input) {
       for (std::int64_t s = 0; s < B; ++s)
         for (std::int64_t i = x.indptr[s]; i < x.indptr[s + 1]; ++i) fn(x.indices[i], s, x.data[i]);
     } else {
@@ -898,20 +900,20 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
   };
   std::int64_t total = 0;
   for_each_triple([&](std::int32_t r, std::int64_t, float) {
-    ++ws.tcount[r];
+    ++ws.count[r];
     ++total;
   });
   // touched rows in increasing order: the update then walks memory forwards (hardware prefetch helps)
   for (std::int64_t r = 0; r < nrows; ++r)
-    if (ws.tcount[r]) ws.touched.push_back(static_cast<std::int32_t>(r));
+    if (ws.count[r]) ws.touched.push_back(static_cast<std::int32_t>(r));
   // starts, in touched order
   ws.tstart.resize(ws.touched.size() + 1);
   std::int64_t acc = 0;
   for (std::size_t i = 0; i < ws.touched.size(); ++i) {
     const std::int32_t r = ws.touched[i];
     ws.tstart[i] = acc;
-    acc += ws.tcount[r];
-    ws.tcount[r] = static_cast<std::int32_t>(i);  // reuse: row -> slot in touched
+    acc += ws.count[r];
+    ws.slot[r] = static_cast<std::int32_t>(i);
   }
   ws.tstart[ws.touched.size()] = acc;
   ws.tsample.resize(total);
@@ -920,14 +922,14 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
     std::vector<std::int64_t>& fill = ws.tfill;
     fill.assign(ws.tstart.begin(), ws.tstart.end() - 1);
     for_each_triple([&](std::int32_t r, std::int64_t s, float c) {
-      const std::int64_t pos = fill[ws.tcount[r]]++;
+      const std::int64_t pos = fill[ws.slot[r]]++;
       ws.tsample[pos] = static_cast<std::int32_t>(s);
       ws.tcoef[pos] = c;
     });
   }
-  const std::vector<float>& V = L.input ? ws.D[0] : ws.H[nh - 1];  // per-sample vectors of length cols
+  const std::vector<float>& V = layer.input ? ws.D[0] : ws.H[nh - 1];  // per-sample vectors of length cols
   const bool catchup = cfg_.adam_catchup && !cfg_.dense_adam;
-  if (catchup && L.last.empty()) L.last.assign(nrows, 0);
+  if (catchup && layer.last.empty()) layer.last.assign(nrows, 0);
   const std::int64_t ntouched = static_cast<std::int64_t>(ws.touched.size());
 
 #pragma omp parallel num_threads(threads_)
@@ -943,18 +945,18 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
                         g.data());
         for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
       }
-      adam_row(L, li, r, g.data(), gb, catchup ? step_ - 1 - L.last[r] : 0, lr_t);
-      if (catchup) L.last[r] = step_;
+      adam_row(layer, li, r, g.data(), gb, catchup ? step_ - 1 - layer.last[r] : 0, lr_t);
+      if (catchup) layer.last[r] = step_;
     };
     if (!cfg_.dense_adam) {
 #pragma omp for schedule(dynamic, 64)
       for (std::int64_t i = 0; i < ntouched; ++i) {
         if (i + 2 < ntouched) {
           const std::int64_t nr = ws.touched[i + 2];
-          const std::int64_t bytes = L.ld * (L.bf16 ? 2 : 4);
+          const std::int64_t bytes = layer.ld * (layer.bf16 ? 2 : 4);
           for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
-            const char* p = L.bf16 ? reinterpret_cast<const char*>(L.param16(part, nr))
-                                   : reinterpret_cast<const char*>(L.param(part, nr));
+            const char* p = layer.bf16 ? reinterpret_cast<const char*>(layer.param16(part, nr))
+                                   : reinterpret_cast<const char*>(layer.param(part, nr));
             for (std::int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1);
           }
         }
@@ -964,39 +966,39 @@ void Network::apply_adam(Layer& L, int li, const Csr& x) {
       // the original: every weight gets an Adam step each batch, zero gradient where untouched
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < nrows; ++r) {
-        const std::int32_t sl = ws.tcount[r];  // a row is touched iff touched[tcount[r]] == r
+        const std::int32_t sl = ws.slot[r];  // a row is touched iff touched[slot[r]] == r (slot may be stale)
         update(r, sl >= 0 && sl < ntouched && ws.touched[sl] == r ? sl : -1);
       }
     }
   }
-  if (L.input) {  // input-layer biases: dense, gradient = sum of D_0 over the batch
-    std::vector<float> gb(L.size, 0.f);
-    for (std::int64_t s = 0; s < B; ++s) k_->axpy(gb.data(), 1.f, ws.D[0].data() + s * L.size, L.size);
-    k_->adam(L.b.data(), L.mb.data(), L.vb.data(), gb.data(), L.size, lr_t, b1, b2, eps);
+  if (layer.input) {  // input-layer biases: dense, gradient = sum of D_0 over the batch
+    std::vector<float> gb(layer.size, 0.f);
+    for (std::int64_t s = 0; s < B; ++s) k_->axpy(gb.data(), 1.f, ws.D[0].data() + s * layer.size, layer.size);
+    k_->adam(layer.b.data(), layer.mb.data(), layer.vb.data(), gb.data(), layer.size, lr_t, b1, b2, eps);
   }
 }
 
 // Adam step of row r (and its bias, except on the input layer) with gradient g, gb, after `idle` steps without an
 // update (adam_catchup; 0 = none): fp32, or bf16 with stochastic rounding.
-void Network::adam_row(Layer& L, int li, std::int64_t r, const float* g, float gb, std::int64_t idle, float lr_t) {
+void Network::adam_row(Layer& layer, int li, std::int64_t r, const float* g, float gb, std::int64_t idle, float lr_t) {
   const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
   const float eps = static_cast<float>(cfg_.eps);
-  const int cols = L.cols();
+  const int cols = layer.cols();
   const IdleStep is = idle > 0 ? idle_step(idle) : IdleStep{0.f, 1.f, 1.f};
-  if (L.bf16) {
+  if (layer.bf16) {
     // stochastic rounding's random bits: a pure function of (seed, step, row), as every random choice here
     const auto seed = static_cast<std::uint32_t>(mix(cfg_.seed, kStreamRounding + li, static_cast<std::uint64_t>(step_)) ^
                                                  (static_cast<std::uint64_t>(r) * 0x9e3779b97f4a7c15ull >> 32));
-    k_->adam_bf16(L.param16(Layer::kWeights, r), L.param16(Layer::kMoment1, r), L.param16(Layer::kMoment2, r), g,
+    k_->adam_bf16(layer.param16(Layer::kWeights, r), layer.param16(Layer::kMoment1, r), layer.param16(Layer::kMoment2, r), g,
                   cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2, seed);
   } else if (idle > 0) {
-    k_->adam_after_idle(L.w(r), L.m(r), L.v(r), g, cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+    k_->adam_after_idle(layer.w(r), layer.m(r), layer.v(r), g, cols, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
   } else {
-    k_->adam(L.w(r), L.m(r), L.v(r), g, cols, lr_t, b1, b2, eps);
+    k_->adam(layer.w(r), layer.m(r), layer.v(r), g, cols, lr_t, b1, b2, eps);
   }
-  if (L.input) return;  // the input layer's biases are dense: updated once for the batch (apply_adam)
-  if (idle > 0) k_->adam_after_idle(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
-  else k_->adam(&L.b[r], &L.mb[r], &L.vb[r], &gb, 1, lr_t, b1, b2, eps);
+  if (layer.input) return;  // the input layer's biases are dense: updated once for the batch (apply_adam)
+  if (idle > 0) k_->adam_after_idle(&layer.b[r], &layer.mb[r], &layer.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
+  else k_->adam(&layer.b[r], &layer.mb[r], &layer.vb[r], &gb, 1, lr_t, b1, b2, eps);
 }
 
 // Adam's bias-corrected step size at step s (>= 1). Tabulated (two pow() per step were a measurable share of a
@@ -1068,25 +1070,25 @@ void Network::maybe_rehash() {
       next_rebuild_ += rebuild_interval_;
     }
   const auto t0 = Clock::now();
-  for (Layer& L : layers_)
-    if (L.sparse) rehash_layer(L, rebuild);
+  for (Layer& layer : layers_)
+    if (layer.sparse) rehash_layer(layer, rebuild);
   times_.rehash += since(t0);
 }
 
-void Network::rehash_layer(Layer& L, bool new_functions) {
-  const std::size_t li = static_cast<std::size_t>(&L - layers_.data());
+void Network::rehash_layer(Layer& layer, bool new_functions) {
+  const std::size_t li = static_cast<std::size_t>(&layer - layers_.data());
   const LayerSpec& s = cfg_.layers[li];
-  const bool kmeans = L.hash.kind() == HashKind::Kmeans;
+  const bool kmeans = layer.hash.kind() == HashKind::Kmeans;
   if (new_functions) {
     ++rebuild_count_;
     if (!kmeans)
-      L.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, L.hdim, s.range_pow, cfg_.dwta_compat_shift,
+      layer.hash = HashFamily(parse_hash_kind(s.hash), s.K, s.L, layer.hdim, s.range_pow, cfg_.dwta_compat_shift,
                           mix(cfg_.seed, kStreamHashFunctions + li, static_cast<std::uint64_t>(rebuild_count_)));
   }
-  const std::int64_t N = L.size;
+  const std::int64_t N = layer.size;
   if (cfg_.mips) {
     // Mean weight row (blocks summed in a fixed order: the same for any thread count) and the largest norm.
-    const int d = L.in_dim;
+    const int d = layer.in_dim;
     const std::int64_t nblk = (N + 1023) / 1024;
     std::vector<double> part(static_cast<std::size_t>(nblk) * d, 0.0);
 #pragma omp parallel num_threads(threads_)
@@ -1095,15 +1097,15 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
 #pragma omp for schedule(static)
       for (std::int64_t blk = 0; blk < nblk; ++blk)
         for (std::int64_t r = blk * 1024; r < std::min(N, (blk + 1) * 1024); ++r) {
-          const float* w = L.row(Layer::kWeights, r, buf.data(), *k_);
+          const float* w = layer.row(Layer::kWeights, r, buf.data(), *k_);
           for (int c = 0; c < d; ++c) part[blk * d + c] += w[c];
         }
     }
-    L.wmean.assign(d, 0.f);
+    layer.wmean.assign(d, 0.f);
     for (int c = 0; c < d; ++c) {
       double sum = 0;
       for (std::int64_t blk = 0; blk < nblk; ++blk) sum += part[blk * d + c];
-      L.wmean[c] = static_cast<float>(sum / static_cast<double>(N));
+      layer.wmean[c] = static_cast<float>(sum / static_cast<double>(N));
     }
     double max2 = 0;
 #pragma omp parallel num_threads(threads_) reduction(max : max2)
@@ -1111,32 +1113,32 @@ void Network::rehash_layer(Layer& L, bool new_functions) {
       std::vector<float> buf(d);
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < N; ++r) {
-        const float* w = L.row(Layer::kWeights, r, buf.data(), *k_);
-        double n2 = static_cast<double>(L.b[r]) * L.b[r];
-        for (int c = 0; c < d; ++c) n2 += static_cast<double>(w[c] - L.wmean[c]) * (w[c] - L.wmean[c]);
+        const float* w = layer.row(Layer::kWeights, r, buf.data(), *k_);
+        double n2 = static_cast<double>(layer.b[r]) * layer.b[r];
+        for (int c = 0; c < d; ++c) n2 += static_cast<double>(w[c] - layer.wmean[c]) * (w[c] - layer.wmean[c]);
         max2 = std::max(max2, n2);
       }
     }
-    L.inv_norm = max2 > 0 ? static_cast<float>(1.0 / (std::sqrt(max2) * (1 + 1e-6))) : 1.f;
+    layer.inv_norm = max2 > 0 ? static_cast<float>(1.0 / (std::sqrt(max2) * (1 + 1e-6))) : 1.f;
   }
-  if (kmeans) refine_cells(L, (new_functions || !L.cells_seeded) ? 3 : 1, new_functions || !L.cells_seeded);
+  if (kmeans) refine_cells(layer, (new_functions || !layer.cells_seeded) ? 3 : 1, new_functions || !layer.cells_seeded);
   // Insert in a fresh random order each time, so FIFO buckets keep a random subset, not the highest ids.
-  std::vector<std::int32_t>& order = L.order;
+  std::vector<std::int32_t>& order = layer.order;
   order.resize(N);
   std::iota(order.begin(), order.end(), 0);
   Rng rng(mix(cfg_.seed, kStreamInsertOrder + li, static_cast<std::uint64_t>(rehash_count_)));
   for (std::int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
   // codes are table-major, in insertion order, so each table's build streams through them
-  const int nt = L.hash.L();
-  L.codes.resize(static_cast<std::size_t>(N) * nt);
-  hash_rows(L, order.data(), L.codes.data());
-  L.tables.build(L.codes.data(), N, order.data(), mix(cfg_.seed, kStreamTableFill + li, rehash_count_), threads_);
+  const int nt = layer.hash.L();
+  layer.codes.resize(static_cast<std::size_t>(N) * nt);
+  hash_rows(layer, order.data(), layer.codes.data());
+  layer.tables.build(layer.codes.data(), N, order.data(), mix(cfg_.seed, kStreamTableFill + li, rehash_count_), threads_);
   ++rehash_count_;
 }
 
-void Network::hash_rows(const Layer& L, const std::int32_t* rows, std::uint32_t* codes) const {
-  const std::int64_t N = L.size, blocks = (N + kBlock - 1) / kBlock;
-  const int D = L.hdim;
+void Network::hash_rows(const Layer& layer, const std::int32_t* rows, std::uint32_t* codes) const {
+  const std::int64_t N = layer.size, blocks = (N + kBlock - 1) / kBlock;
+  const int D = layer.hdim;
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<float> P(static_cast<std::size_t>(kBlock) * D);
@@ -1144,8 +1146,8 @@ void Network::hash_rows(const Layer& L, const std::int32_t* rows, std::uint32_t*
     for (std::int64_t blk = 0; blk < blocks; ++blk) {
       const std::int64_t i0 = blk * kBlock;
       const int n = static_cast<int>(std::min<std::int64_t>(kBlock, N - i0));
-      for (int i = 0; i < n; ++i) hash_vector(L, rows[i0 + i], P.data() + static_cast<std::size_t>(i) * D);
-      L.hash.codes_rows(*k_, P.data(), n, codes + i0, N);
+      for (int i = 0; i < n; ++i) hash_vector(layer, rows[i0 + i], P.data() + static_cast<std::size_t>(i) * D);
+      layer.hash.codes_rows(*k_, P.data(), n, codes + i0, N);
     }
   }
 }
@@ -1153,10 +1155,10 @@ void Network::hash_rows(const Layer& L, const std::int32_t* rows, std::uint32_t*
 // Spherical k-means of the neurons' hash vectors. reseed: centroids from distinct random neurons, then
 // `iterations` rounds of assign + update; otherwise `iterations` updates from the cells' current members
 // (the last rehash's assignment, today's weights), so a regular rehash costs one assignment pass.
-void Network::refine_cells(Layer& L, int iterations, bool reseed) {
-  const std::size_t li = static_cast<std::size_t>(&L - layers_.data());
-  const int C = L.hash.cells(), D = L.hdim;
-  const std::int64_t N = L.size;
+void Network::refine_cells(Layer& layer, int iterations, bool reseed) {
+  const std::size_t li = static_cast<std::size_t>(&layer - layers_.data());
+  const int C = layer.hash.cells(), D = layer.hdim;
+  const std::int64_t N = layer.size;
   std::vector<float> cent(static_cast<std::size_t>(C) * D, 0.f);
   if (reseed) {  // more cells than neurons: the extra cells keep a zero centroid and stay empty
     Rng rng(mix(cfg_.seed, kStreamCellSeeds + li, static_cast<std::uint64_t>(rebuild_count_)));
@@ -1164,10 +1166,10 @@ void Network::refine_cells(Layer& L, int iterations, bool reseed) {
     std::iota(pick.begin(), pick.end(), 0);
     for (int i = 0; i < std::min<std::int64_t>(C, N); ++i) {
       std::swap(pick[i], pick[i + rng.below(N - i)]);
-      hash_vector(L, pick[i], cent.data() + static_cast<std::size_t>(i) * D);
+      hash_vector(layer, pick[i], cent.data() + static_cast<std::size_t>(i) * D);
     }
-    L.hash.set_centroids(cent.data());
-    L.cells_seeded = true;
+    layer.hash.set_centroids(cent.data());
+    layer.cells_seeded = true;
   }
   auto update = [&] {  // each cell's centroid: the mean direction of its members, summed in member order
 #pragma omp parallel num_threads(threads_)
@@ -1177,29 +1179,29 @@ void Network::refine_cells(Layer& L, int iterations, bool reseed) {
 #pragma omp for schedule(dynamic, 4)
       for (int cell = 0; cell < C; ++cell) {
         int len;
-        const std::int32_t* ids = L.tables.bucket(0, static_cast<std::uint32_t>(cell), &len);
+        const std::int32_t* ids = layer.tables.bucket(0, static_cast<std::uint32_t>(cell), &len);
         float* out = cent.data() + static_cast<std::size_t>(cell) * D;
         if (len == 0) {  // an empty cell keeps its centroid
-          std::copy_n(L.hash.centroids().data() + static_cast<std::size_t>(cell) * D, D, out);
+          std::copy_n(layer.hash.centroids().data() + static_cast<std::size_t>(cell) * D, D, out);
           continue;
         }
         std::fill(sum.begin(), sum.end(), 0.0);
         for (int j = 0; j < len; ++j) {
-          hash_vector(L, ids[j], v.data());
+          hash_vector(layer, ids[j], v.data());
           for (int c = 0; c < D; ++c) sum[c] += v[c];
         }
         for (int c = 0; c < D; ++c) out[c] = static_cast<float>(sum[c]);
       }
     }
-    L.hash.set_centroids(cent.data());
+    layer.hash.set_centroids(cent.data());
   };
   for (int it = 0; it < iterations; ++it) {
     if (reseed) {  // assign every neuron to its cell (identity order: only the membership matters here)
       std::vector<std::int32_t> ident(N);
       std::iota(ident.begin(), ident.end(), 0);
       std::vector<std::uint32_t> codes(N);
-      hash_rows(L, ident.data(), codes.data());
-      L.tables.build(codes.data(), N, ident.data(), 0, threads_);
+      hash_rows(layer, ident.data(), codes.data());
+      layer.tables.build(codes.data(), N, ident.data(), 0, threads_);
     }
     update();
   }
@@ -1550,24 +1552,24 @@ void Network::save(const std::string& path, const std::string& meta) const {
     put(o, next_rebuild_);
     put(o, rehash_interval_);
     put(o, rebuild_interval_);
-    for (const Layer& L : layers_) {
+    for (const Layer& layer : layers_) {
       // parameter blocks as whole matrices: w, then m, then v (row-major, unpadded, fp32 in every precision)
-      std::vector<float> buf(L.cols());
+      std::vector<float> buf(layer.cols());
       for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
-        put(o, static_cast<std::uint64_t>(L.rows()) * L.cols());
-        for (std::int64_t r = 0; r < L.rows(); ++r) o.write(L.row(part, r, buf.data(), *k_), sizeof(float) * L.cols());
+        put(o, static_cast<std::uint64_t>(layer.rows()) * layer.cols());
+        for (std::int64_t r = 0; r < layer.rows(); ++r) o.write(layer.row(part, r, buf.data(), *k_), sizeof(float) * layer.cols());
       }
-      put_array(o, L.b.data(), L.b.size());
-      put_array(o, L.mb.data(), L.mb.size());
-      put_array(o, L.vb.data(), L.vb.size());
+      put_array(o, layer.b.data(), layer.b.size());
+      put_array(o, layer.mb.data(), layer.mb.size());
+      put_array(o, layer.vb.data(), layer.vb.size());
       // adam_catchup: each row's last update step (empty until the layer's first sparse update)
-      put(o, static_cast<std::uint64_t>(L.last.size()));
-      if (!L.last.empty()) o.write(L.last.data(), L.last.size() * sizeof(std::int64_t));
-      if (L.sparse) {  // the tables as they are: built from the weights of the last rehash, not the current ones
-        put(o, static_cast<std::uint64_t>(L.tables.N()));
-        o.write(L.tables.offsets(), L.tables.offsets_size() * sizeof(std::uint32_t));
-        o.write(L.tables.ids(), static_cast<std::size_t>(L.tables.L()) * L.tables.N() * sizeof(std::int32_t));
-        if (L.hash.kind() == HashKind::Kmeans) put_array(o, L.hash.centroids().data(), L.hash.centroids().size());
+      put(o, static_cast<std::uint64_t>(layer.last.size()));
+      if (!layer.last.empty()) o.write(layer.last.data(), layer.last.size() * sizeof(std::int64_t));
+      if (layer.sparse) {  // the tables as they are: built from the weights of the last rehash, not the current ones
+        put(o, static_cast<std::uint64_t>(layer.tables.N()));
+        o.write(layer.tables.offsets(), layer.tables.offsets_size() * sizeof(std::uint32_t));
+        o.write(layer.tables.ids(), static_cast<std::size_t>(layer.tables.L()) * layer.tables.N() * sizeof(std::int32_t));
+        if (layer.hash.kind() == HashKind::Kmeans) put_array(o, layer.hash.centroids().data(), layer.hash.centroids().size());
       }
     }
     const std::uint64_t sum = o.h.digest();
@@ -1612,64 +1614,64 @@ std::string Network::load(const std::string& path) {
     throw std::runtime_error(path + ": impossible training counters (step " + std::to_string(step) + ", samples " +
                              std::to_string(samples) + ", rehashes " + std::to_string(rehashes) + ", rebuilds " +
                              std::to_string(rebuilds) + "); the model file is corrupt");
-  for (Layer& L : layers_) {
-    const std::uint64_t n = static_cast<std::uint64_t>(L.rows()) * L.cols();
+  for (Layer& layer : layers_) {
+    const std::uint64_t n = static_cast<std::uint64_t>(layer.rows()) * layer.cols();
     const char* what[Layer::kParts] = {"weights", "Adam first moments", "Adam second moments"};
-    std::vector<float> buf(L.cols());
+    std::vector<float> buf(layer.cols());
     for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
       std::uint64_t m;
       get(f, m, path);
       if (m != n)
         throw std::runtime_error(path + ": " + what[part] + " have " + std::to_string(m) +
                                  " values, this network expects " + std::to_string(n) + " (different configuration)");
-      for (std::int64_t r = 0; r < L.rows(); ++r) {
-        if (!f.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(sizeof(float) * L.cols())))
+      for (std::int64_t r = 0; r < layer.rows(); ++r) {
+        if (!f.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(sizeof(float) * layer.cols())))
           throw std::runtime_error(path + ": truncated model file");
-        check_values(buf.data(), static_cast<std::size_t>(L.cols()), part == Layer::kMoment2, path, what[part]);
-        L.set_row(part, r, buf.data(), *k_);
+        check_values(buf.data(), static_cast<std::size_t>(layer.cols()), part == Layer::kMoment2, path, what[part]);
+        layer.set_row(part, r, buf.data(), *k_);
       }
     }
-    get_array(f, L.b.data(), L.b.size(), path, "biases");
-    get_array(f, L.mb.data(), L.mb.size(), path, "bias first moments");
-    get_array(f, L.vb.data(), L.vb.size(), path, "bias second moments", true);
+    get_array(f, layer.b.data(), layer.b.size(), path, "biases");
+    get_array(f, layer.mb.data(), layer.mb.size(), path, "bias first moments");
+    get_array(f, layer.vb.data(), layer.vb.size(), path, "bias second moments", true);
     {  // adam_catchup: each row's last update step
       std::uint64_t nl;
       get(f, nl, path);
-      if (nl != 0 && nl != static_cast<std::uint64_t>(L.rows()))
+      if (nl != 0 && nl != static_cast<std::uint64_t>(layer.rows()))
         throw std::runtime_error(path + ": Adam update steps of the wrong size (corrupt file?)");
-      L.last.assign(nl, 0);
-      if (nl && !f.read(reinterpret_cast<char*>(L.last.data()), static_cast<std::streamsize>(nl * sizeof(std::int64_t))))
+      layer.last.assign(nl, 0);
+      if (nl && !f.read(reinterpret_cast<char*>(layer.last.data()), static_cast<std::streamsize>(nl * sizeof(std::int64_t))))
         throw std::runtime_error(path + ": truncated model file");
-      for (std::int64_t s : L.last)
+      for (std::int64_t s : layer.last)
         if (s < 0 || s > step) throw std::runtime_error(path + ": Adam update step outside [0, step] (corrupt file?)");
     }
-    if (L.sparse) {
+    if (layer.sparse) {
       std::uint64_t n;
       get(f, n, path);
-      if (n != static_cast<std::uint64_t>(L.size)) throw std::runtime_error(path + ": hash tables of the wrong size");
-      std::vector<std::uint32_t> off(L.tables.offsets_size());
-      std::vector<std::int32_t> ids(static_cast<std::size_t>(L.tables.L()) * n);
+      if (n != static_cast<std::uint64_t>(layer.size)) throw std::runtime_error(path + ": hash tables of the wrong size");
+      std::vector<std::uint32_t> off(layer.tables.offsets_size());
+      std::vector<std::int32_t> ids(static_cast<std::size_t>(layer.tables.L()) * n);
       if (!f.read(reinterpret_cast<char*>(off.data()), static_cast<std::streamsize>(off.size() * sizeof(std::uint32_t))) ||
           !f.read(reinterpret_cast<char*>(ids.data()), static_cast<std::streamsize>(ids.size() * sizeof(std::int32_t))))
         throw std::runtime_error(path + ": truncated model file");
       // validate before use: a corrupt file must not index out of bounds later
-      const std::int64_t nb = L.tables.nbuckets();
-      for (int t = 0; t < L.tables.L(); ++t) {
+      const std::int64_t nb = layer.tables.nbuckets();
+      for (int t = 0; t < layer.tables.L(); ++t) {
         const std::uint32_t* o = off.data() + static_cast<std::int64_t>(t) * (nb + 1);
         if (o[0] != 0 || o[nb] > n) throw std::runtime_error(path + ": corrupt hash tables");
         for (std::int64_t b = 0; b < nb; ++b)
           if (o[b + 1] < o[b]) throw std::runtime_error(path + ": corrupt hash tables");
       }
       for (std::int32_t id : ids)
-        if (id < 0 || id >= L.size) throw std::runtime_error(path + ": corrupt hash tables");
-      L.tables.restore(static_cast<std::int64_t>(n), off.data(), ids.data());
-      if (L.hash.kind() == HashKind::Kmeans) {  // the centroids are learned: stored, not recreated
-        std::vector<float> cent(L.hash.centroids().size());
+        if (id < 0 || id >= layer.size) throw std::runtime_error(path + ": corrupt hash tables");
+      layer.tables.restore(static_cast<std::int64_t>(n), off.data(), ids.data());
+      if (layer.hash.kind() == HashKind::Kmeans) {  // the centroids are learned: stored, not recreated
+        std::vector<float> cent(layer.hash.centroids().size());
         get_array(f, cent.data(), cent.size(), path, "k-means centroids");
         for (float v : cent)
           if (!std::isfinite(v)) throw std::runtime_error(path + ": non-finite k-means centroid");
-        L.hash.set_centroids(cent.data());
-        L.cells_seeded = true;
+        layer.hash.set_centroids(cent.data());
+        layer.cells_seeded = true;
       }
     }
   }
@@ -1683,10 +1685,10 @@ std::string Network::load(const std::string& path) {
   rebuild_interval_ = rebuild_interval;
   // The hash functions are not stored: recreate those of the last rebuild from the seed.
   for (std::size_t li = 0; li < layers_.size(); ++li) {
-    Layer& L = layers_[li];
-    if (!L.sparse || L.hash.kind() == HashKind::Kmeans) continue;
+    Layer& layer = layers_[li];
+    if (!layer.sparse || layer.hash.kind() == HashKind::Kmeans) continue;
     const LayerSpec& sp = cfg_.layers[li];
-    L.hash = HashFamily(parse_hash_kind(sp.hash), sp.K, sp.L, L.hdim, sp.range_pow, cfg_.dwta_compat_shift,
+    layer.hash = HashFamily(parse_hash_kind(sp.hash), sp.K, sp.L, layer.hdim, sp.range_pow, cfg_.dwta_compat_shift,
                         mix(cfg_.seed, kStreamHashFunctions + li, static_cast<std::uint64_t>(rebuilds)));
   }
   rehash_count_ = rehashes;

@@ -132,18 +132,18 @@ class Network {
   void output_sparse(const Csr& x, const Csr& y);
   void output_dense(const Csr& y);
   // Dense layers as matrix products over the batch (weights W: fp32, row stride ld).
-  const float* dense_weights(const Layer& L, std::vector<float>& buf) const;
-  void dense_forward(const Layer& L, const float* W, const float* X, std::int64_t B, float* Y) const;
-  void dense_backward(const Layer& L, const float* W, const float* D, std::int64_t B, float* dX) const;
-  void dense_update(Layer& L, int li, const float* D, const float* X, std::int64_t B);
-  void adam_row(Layer& L, int li, std::int64_t r, const float* g, float gb, std::int64_t idle, float lr_t);
+  const float* dense_weights(const Layer& layer, std::vector<float>& buf) const;
+  void dense_forward(const Layer& layer, const float* W, const float* X, std::int64_t B, float* Y) const;
+  void dense_backward(const Layer& layer, const float* W, const float* D, std::int64_t B, float* dX) const;
+  void dense_update(Layer& layer, int li, const float* D, const float* X, std::int64_t B);
+  void adam_row(Layer& layer, int li, std::int64_t r, const float* g, float gb, std::int64_t idle, float lr_t);
   void topk_dense(const float* H, std::int64_t n, int k, std::int32_t* out_ids, float* out_scores) const;
   // The vector a neuron (storage row r) is hashed as: its weights, or the MIPS transform of weights and bias.
-  void hash_vector(const Layer& L, std::int64_t r, float* out) const;
-  void query_vector(const Layer& L, const float* h, float* out) const;
-  void refine_cells(Layer& L, int iterations, bool reseed);
+  void hash_vector(const Layer& layer, std::int64_t r, float* out) const;
+  void query_vector(const Layer& layer, const float* h, float* out) const;
+  void refine_cells(Layer& layer, int iterations, bool reseed);
   // codes[t * N + i]: bucket in table t of neuron (storage row) rows[i], i < N = L.size, in blocks of kBlock.
-  void hash_rows(const Layer& L, const std::int32_t* rows, std::uint32_t* codes) const;
+  void hash_rows(const Layer& layer, const std::int32_t* rows, std::uint32_t* codes) const;
   void rehash_layer(Layer& layer, bool new_functions);
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
