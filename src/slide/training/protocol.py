@@ -59,7 +59,7 @@ class TrainConfig:
     seed: int = 0
     validation: float = 0.1        # share of the training rows held out for the curve and model selection; 0: none
                                    # (the curve is then a test subset and the last step is reported)
-    patience: int = 5              # evaluations without a new best validation P@1 before stopping; 0: never early
+    patience: int = 10             # evaluations without a new best validation P@1 before stopping; 0: never early
     max_seconds: float | None = None  # cap in wall-clock seconds of the training loop (evaluation included)
 
     def __post_init__(self):
