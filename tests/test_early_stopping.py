@@ -137,3 +137,14 @@ def test_bad_settings_are_refused():
         TrainConfig(validation=1.0)
     with pytest.raises(ValueError, match="train.max_seconds must be > 0"):
         TrainConfig(max_seconds=0)
+
+
+def test_train_config_defaults_are_those_of_config_yaml():
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())["train"]
+    defaults = asdict(TrainConfig())
+    assert {k: shipped[k] for k in defaults} == defaults
