@@ -26,9 +26,21 @@ except ConfigError as e:
     raise WorkflowError(f"config ({files}): {e}") from None
 validate(config, "../schemas/config.schema.yaml")
 
+
+
+def canonical(value):
+    """`value` with every mapping's keys sorted: Snakemake compares params as text, so the same settings written
+    in another order (a dataset moved from `dataset:` into a `datasets:` list) must not rerun anything."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 # Every dataset's own configuration (its entry, with its model/train/slide/tf/parabel overrides merged in)
 DATASET_CONFIGS = {
-    e["name"]: dataset_config(config, e)
+    e["name"]: canonical(dataset_config(config, e))
     for e in dataset_entries(config, _CONFIG_FILES, dict(workflow.config_settings.config))
 }
 DATASETS = list(DATASET_CONFIGS)
@@ -104,7 +116,7 @@ def train_config(wildcards, system=None):
         cfg = {**cfg, **sweeps.run_config(cfg, sweeps.parse_variant(wildcards.variant))}
     train = {k: v for k, v in cfg["train"].items() if k != "caps"}
     train.update((cfg["train"].get("caps") or {}).get(system) or {})
-    return train
+    return canonical(train)
 
 
 def slide_config(wildcards):

@@ -32,7 +32,7 @@ rule figures:
     log:
         "results/logs/figures/{dataset}.log",
     params:
-        figures=config["figures"],
+        figures=canonical(config["figures"]),
     resources:
         **job_resources("figures"),
     conda:
@@ -65,7 +65,7 @@ rule summary:
     log:
         "results/logs/summary/{dataset}.log",
     params:
-        figures=config["figures"],
+        figures=canonical(config["figures"]),
     resources:
         **job_resources("summary"),
     conda:
@@ -91,7 +91,7 @@ rule paper_figure:
         "results/logs/figures/paper_time_vs_p1.log",
     params:
         datasets=DATASETS,
-        figures=config["figures"],
+        figures=canonical(config["figures"]),
     resources:
         **job_resources("figures"),
     conda:
@@ -118,7 +118,7 @@ rule combined_summary:
         "results/logs/summary/combined.log",
     params:
         datasets=DATASETS,
-        figures=config["figures"],
+        figures=canonical(config["figures"]),
     resources:
         **job_resources("summary"),
     conda:
@@ -207,7 +207,7 @@ if THREAD_SCALING:
         log:
             "results/logs/figures/{dataset}-thread_scaling.log",
         params:
-            figures=config["figures"],
+            figures=canonical(config["figures"]),
         resources:
             **job_resources("thread_scaling"),
         conda:
