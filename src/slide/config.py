@@ -74,7 +74,10 @@ def dataset_entries(config: dict, files=(), cli=None) -> list[dict]:
     if "dataset" in config and "datasets" in config:
         winner = None
         for source in [*map(str, files), "--config"]:
-            data = dict(cli or {}) if source == "--config" else (yaml.safe_load(Path(source).read_text()) or {})
+            try:
+                data = dict(cli or {}) if source == "--config" else (yaml.safe_load(Path(source).read_text()) or {})
+            except OSError:  # not readable from here: it cannot decide
+                continue
             keys = [k for k in ("dataset", "datasets") if k in data]
             if len(keys) == 2:
                 raise ConfigError(f"{source}: sets both dataset and datasets; keep one (datasets: a list of entries)")

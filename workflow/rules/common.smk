@@ -27,7 +27,6 @@ except ConfigError as e:
 validate(config, "../schemas/config.schema.yaml")
 
 
-
 def canonical(value):
     """`value` with every mapping's keys sorted: Snakemake compares params as text, so the same settings written
     in another order (a dataset moved from `dataset:` into a `datasets:` list) must not rerun anything."""
