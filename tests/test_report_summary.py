@@ -202,3 +202,8 @@ def test_a_system_with_one_point_reaches_the_target_at_its_training_time():
     para = run("parabel", [0.6], [7.5], steps=[0])
     df = summarize([run("slide", [0, .3, .5], [0, 1, 2]), para], ["slide", "parabel"], 0.9)
     assert row(df, "parabel")["time_to_target_s"] == 7.5 and row(df, "parabel")["label"] == "Parabel (omikuji)"
+    # the trained systems' curves define the target (0.9 x 0.5), not the reference point's 0.6
+    assert row(df, "slide")["target_p_at_1"] == pytest.approx(0.45)
+    assert "(0.500, SLIDE) = 0.450" in to_markdown(df, "d", "h", 0.9)
+    alone = summarize([para], ["parabel"], 0.9)
+    assert row(alone, "parabel")["target_p_at_1"] == pytest.approx(0.54)
