@@ -32,15 +32,16 @@ CLOCKS = {"train_seconds", "wall_seconds"}
 CONFIG = {
     "model": {"hidden": [64], "init_std": None},
     "train": {"epochs": 2, "batch_size": 32, "lr": 1e-3, "seed": 3, "eval_every": 7, "eval_samples": 200,
-              "eval_batch_size": 256, "checkpoint_every": 4},
+              "eval_batch_size": 256, "checkpoint_every": 4, "validation": 0.1, "patience": 4},
     "slide": {"layers": [{"hash": "dwta", "K": 2, "L": 8, "range_pow": 6, "sparsity": 1.0},
                          {"hash": "dwta", "K": 3, "L": 8, "range_pow": 9, "sparsity": 0.1}],
               "min_active": 40, "pad_below": 60, "rehash": 640, "rebuild": 1920},
 }
 # Where a child kills itself inside a checkpoint write (the other kills come from outside at random times):
 # after the model file of the new checkpoint, after its rename into place (old one still there), and
-# halfway through writing the model file.
-POINTS = ("after_save", "after_rename", "mid_model")
+# halfway through writing the model file; and inside a write of the best-validation model: after its model file,
+# after its rename into place (the previous best, which the newest checkpoint refers to, still there).
+POINTS = ("after_save", "after_rename", "mid_model", "best_after_save", "best_after_rename")
 
 CHILD = textwrap.dedent("""
     import json, os, signal, sys
@@ -54,7 +55,27 @@ CHILD = textwrap.dedent("""
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if point != "none":
+    if point.startswith("best_"):
+        real_best, real_rename = P._save_best, P.os.rename
+
+        def save_best(model, best_dir, *a, **k):
+            calls["n"] += 1
+            if calls["n"] == nth:
+                if point == "best_after_save":
+                    save = model.save
+                    def wrapped(path):
+                        save(path)
+                        die()
+                    model.save = wrapped
+                else:
+                    def rename(a_, b_):
+                        real_rename(a_, b_)
+                        die()
+                    P.os.rename = rename
+            return real_best(model, best_dir, *a, **k)
+
+        P._save_best = save_best
+    elif point != "none":
         real_checkpoint, real_rename = P._checkpoint, P.os.rename
 
         def checkpoint(model, ckpt_dir, *a, **k):
@@ -163,7 +184,9 @@ def kill_campaign(data: Path, ref: Path, out: Path, kills: int, duration: float,
     a, b = json.loads((out / "final.json").read_text()), json.loads((ref / "final.json").read_text())
     assert {k: a[k] for k in ("p_at_1", "p_at_3", "p_at_5", "steps")} == {k: b[k] for k in ("p_at_1", "p_at_3",
                                                                                             "p_at_5", "steps")}
-    assert not (out / "checkpoint").exists()
+    assert not (out / "checkpoint").exists() and not (out / "best").exists()
+    assert a["best"] == {**b["best"], "train_seconds": a["best"]["train_seconds"],
+                         "wall_seconds": a["best"]["wall_seconds"]}  # the same best-validation step and numbers
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
     return done
 
@@ -172,6 +195,32 @@ def test_kills_during_training_and_checkpoint_writes_resume_exactly(data, tmp_pa
     duration, _ = reference(data, tmp_path / "ref")
     rng = random.Random(12)
     assert kill_campaign(data, tmp_path / "ref", tmp_path / "run", 4, duration, rng) == 4
+
+
+@pytest.mark.parametrize("point", ["best_after_save", "best_after_rename"])
+def test_a_kill_inside_a_best_model_write_resumes_exactly(data, tmp_path, point):
+    """Killed while writing the first best model (before any checkpoint) or the last one (checkpoints exist and
+    refer to an older one): the rerun ends with the same best-validation step, numbers and model as an
+    uninterrupted run."""
+    cfg = json.loads(json.dumps(CONFIG))  # a model that learns quickly: several new best validation P@1
+    cfg["model"]["init_std"], cfg["train"]["lr"], cfg["train"]["patience"] = 0.05, 0.005, 0
+    _, ref = reference(data, tmp_path / "ref", cfg)
+    best, saves = -1.0, 0  # best models the reference wrote: one per new best validation P@1
+    for row in csv.DictReader(open(tmp_path / "ref" / "metrics.csv")):
+        if float(row["p_at_1"]) > best:
+            best, saves = float(row["p_at_1"]), saves + 1
+    assert saves >= 3
+    for nth in (1, saves):
+        out = tmp_path / f"run{nth}"
+        rc, err = finish(start(data, out, point, nth, cfg=cfg))
+        assert rc == -signal.SIGKILL, err[-3000:]
+        assert (out / "best").is_dir()
+        rc, err = finish(start(data, out, cfg=cfg))
+        assert rc == 0 and "Traceback" not in err, err[-3000:]
+        final = json.loads((out / "final.json").read_text())
+        assert final["best"]["step"] == ref["best"]["step"] and final["p_at_1"] == ref["p_at_1"], nth
+        assert (out / "model").read_bytes() == (tmp_path / "ref" / "model").read_bytes()
+        assert not (out / "best").exists() and not (out / "checkpoint").exists()
 
 
 @pytest.mark.slow

@@ -151,3 +151,54 @@ def test_workflow_refuses_a_typo_before_any_job(tmp_path):
     assert "train.epcohs: unknown key; did you mean epochs?" in r.stdout + r.stderr
     assert "typo.yaml" in r.stdout + r.stderr
     assert "rule " not in r.stdout  # nothing planned, nothing run
+
+
+def test_default_config_lists_two_datasets_and_paper_names_delicious_and_amazon():
+    from slide.config import dataset_entries
+
+    assert [e["name"] for e in dataset_entries(merged())] == ["synthetic10k", "synthetic100k"]
+    assert [e["name"] for e in dataset_entries(merged("paper.yaml"))] == ["delicious200k", "amazon670k"]
+
+
+def test_a_later_file_decides_between_dataset_and_datasets(tmp_path):
+    from slide.config import dataset_entries
+
+    one, many = tmp_path / "one.yaml", tmp_path / "many.yaml"
+    one.write_text("dataset: {name: one, source: synthetic}\n")
+    many.write_text("datasets: [{name: a, source: synthetic}, {name: b, source: synthetic}]\n")
+    cfg = {"dataset": {"name": "one", "source": "synthetic"},
+           "datasets": [{"name": "a", "source": "synthetic"}, {"name": "b", "source": "synthetic"}]}
+    assert [e["name"] for e in dataset_entries(cfg, [many, one])] == ["one"]
+    assert [e["name"] for e in dataset_entries(cfg, [one, many])] == ["a", "b"]
+    assert [e["name"] for e in dataset_entries(cfg, [one, many], {"dataset": {"name": "one"}})] == ["one"]
+    both = tmp_path / "both.yaml"
+    both.write_text(one.read_text() + many.read_text())
+    with pytest.raises(ConfigError, match=r"both.yaml: sets both dataset and datasets; keep one"):
+        dataset_entries(cfg, [both])
+
+
+def test_a_dataset_entry_overrides_sections_for_itself_only():
+    from slide.config import dataset_config, dataset_entries
+
+    cfg = merged()
+    cfg["datasets"][1]["train"] = {"lr": 0.5, "caps": {"tf_full": {"epochs": 1}}}
+    small, large = (dataset_config(cfg, e) for e in dataset_entries(cfg))
+    assert small["train"]["lr"] == cfg["train"]["lr"] and large["train"]["lr"] == 0.5
+    assert large["train"]["epochs"] == cfg["train"]["epochs"] and large["train"]["caps"] == {"tf_full": {"epochs": 1}}
+    assert "train" not in large["dataset"] and large["dataset"]["name"] == "synthetic100k"
+    check_config(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: c["datasets"][1].update(train={"epcohs": 3}),
+     "datasets[1] (synthetic100k): train.epcohs: unknown key; did you mean epochs?"),
+    (lambda c: c["datasets"][0].update(model={"hidden": [8, 8]}),
+     "datasets[0] (synthetic10k): slide.layers: 2 entries, but model.hidden has 2 layer(s)"),
+    (lambda c: c["train"].update(caps={"tf_fulll": {"epochs": 1}}), "train.caps: 'tf_fulll' is not one of"),
+    (lambda c: c["train"].update(validation=1.0), "train.validation: 1.0 is greater than or equal to the maximum"),
+    (lambda c: c.update(systems=["slide", "parabol"]), "systems[1]: 'parabol' is not one of"),
+])
+def test_bad_dataset_entries_and_training_caps_are_refused_naming_the_dataset(edit, message):
+    cfg = merged()
+    edit(cfg)
+    assert refused(cfg).startswith(message), refused(cfg)

@@ -144,3 +144,32 @@ def test_cli_writes_figures_and_summary_for_a_sweep(tmp_path):
                                               "summary.csv", "summary.md"}
     assert "SLIDE (1 thread)" in (out / "summary.md").read_text()
     assert main([str(tmp_path / "nothing"), "--out", str(out)]) == 1
+
+
+def test_paper_figure_has_one_panel_per_dataset_with_baseline_target_and_points(tmp_path):
+    from slide.report.figures import plot_paper_figure
+
+    small = [run("slide", [0, .2, .4], [0, 1, 2]), run("tf_full", [0, .3, .4], [0, 3, 6])]
+    large = [run("slide", [0, .1, .2], [0, 2, 4]), run("tf_full", [0, .05, .1], [0, 30, 60]),
+             run("parabel", [0.25], [9.0], steps=[0])]
+    fig = plot_paper_figure([("small", small, 0.05, 0.36), ("large", large, 0.02, 0.225)], "Figure 5")
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["small", "large"]
+    for ax, target in zip(axes, (0.36, 0.225)):
+        assert ax.get_xscale() == "log"
+        gids = {l.get_gid(): l for l in ax.get_lines()}
+        assert gids["target"].get_ydata()[0] == target and "majority" in gids
+    (point,) = [l for l in axes[1].get_lines() if l.get_gid() == "point:parabel:None"]
+    assert list(point.get_xdata()) == [9.0] and list(point.get_ydata()) == [0.25]
+    # the legend names each system once, below both panels
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == sorted(
+        ["SLIDE", "TF full softmax", "Parabel (omikuji)", "majority-label baseline", "target P@1"])
+
+
+def test_one_point_systems_stay_off_the_iterations_figure():
+    runs = [run("slide", [0, .2, .4], [0, 1, 2]), run("parabel", [0.25], [9.0], steps=[0])]
+    steps = plot_p1_curves(runs, "step").axes[0]
+    assert not any((l.get_gid() or "").startswith("point:") for l in steps.get_lines())
+    time = plot_p1_curves(runs, "train_seconds", target=0.3).axes[0]
+    assert any(l.get_gid() == "point:parabel:None" for l in time.get_lines())
+    assert any(l.get_gid() == "target" for l in time.get_lines())

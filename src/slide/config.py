@@ -5,6 +5,10 @@ Every section is closed: an unknown key is an error that suggests the nearest va
 Then the schema's value rules, numbers that are not finite, and the SLIDE rules that need two sections
 (one LSH spec per layer) are checked, so that nothing fails late, inside a training job, for a
 configuration reason.
+
+Datasets: `datasets:` (a list) or `dataset:` (one) name what to train on. Each entry may carry its own
+`model`, `train`, `slide`, `tf` and `parabel` blocks, merged over the top-level sections for that dataset
+only (`dataset_config`); every dataset's merged configuration is checked like a whole one.
 """
 from __future__ import annotations
 
@@ -25,22 +29,95 @@ def load_schema(path: str | os.PathLike) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def check_config(config: dict, schema: dict) -> None:
-    """Raise ConfigError for the first problem found: unknown keys, then schema values, then cross-section rules."""
+# sections a dataset entry may override for itself
+DATASET_OVERRIDES = ("model", "train", "slide", "tf", "parabel")
+
+
+def check_config(config: dict, schema: dict, files=(), cli=None) -> None:
+    """Raise ConfigError for the first problem found: unknown keys, then schema values, then cross-section rules
+    (for every dataset, with its own overrides). `files`/`cli`: as for `dataset_entries`."""
     for problem in unknown_keys(config, schema, everywhere=_declared_keys(schema)):
         raise ConfigError(problem)
     for path, value in _numbers(config, ""):
         if not math.isfinite(value):
             raise ConfigError(f"{path}: must be a finite number, got {value}")
     _check_schema(config, schema)
-    _check_slide(config)
-    if config["dataset"]["source"] == "synthetic":  # the generator's own rules (e.g. nnz_min <= nnz_max)
-        from .data.synthetic import SyntheticSpec
-
+    entries = dataset_entries(config, files, cli)
+    many = len(entries) > 1 or "dataset" not in config
+    for i, entry in enumerate(entries):
+        where = f"datasets[{i}] ({entry['name']}): " if many else ""
+        cfg = dataset_config(config, entry)
         try:
-            SyntheticSpec.from_config(config["dataset"].get("synthetic"))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+            for problem in unknown_keys(cfg, schema, everywhere=_declared_keys(schema)):
+                raise ConfigError(problem)
+            _check_schema(cfg, schema)
+            _check_slide(cfg)
+            if cfg["dataset"]["source"] == "synthetic":  # the generator's own rules (e.g. nnz_min <= nnz_max)
+                from .data.synthetic import SyntheticSpec
+
+                try:
+                    SyntheticSpec.from_config(cfg["dataset"].get("synthetic"))
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+        except ConfigError as e:
+            raise ConfigError(f"{where}{e}") from None
+
+
+def dataset_entries(config: dict, files=(), cli=None) -> list[dict]:
+    """The configured datasets, in order: `datasets:` or `dataset:` (a list of one).
+
+    When both are set (config/config.yaml lists two datasets; a preset given with --configfile names one),
+    the one set last wins: `cli` (--config values) over `files` (config files, lowest precedence first).
+    Dataset names must be unique (they name the results folders)."""
+    import yaml
+
+    if "dataset" in config and "datasets" in config:
+        winner = None
+        for source in [*map(str, files), "--config"]:
+            try:
+                data = dict(cli or {}) if source == "--config" else (yaml.safe_load(Path(source).read_text()) or {})
+            except OSError:  # not readable from here: it cannot decide
+                continue
+            keys = [k for k in ("dataset", "datasets") if k in data]
+            if len(keys) == 2:
+                raise ConfigError(f"{source}: sets both dataset and datasets; keep one (datasets: a list of entries)")
+            winner = keys[0] if keys else winner
+        entries = [config["dataset"]] if winner in (None, "dataset") else list(config["datasets"])
+    elif "dataset" in config:
+        entries = [config["dataset"]]
+    elif "datasets" in config:
+        entries = list(config["datasets"])
+    else:
+        raise ConfigError("config: no dataset; set datasets: (a list of entries) or dataset: (one)")
+    if not entries:
+        raise ConfigError("datasets: empty; list at least one dataset")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+            raise ConfigError(f"datasets[{i}]: expected a dataset entry with a name (see config/config.yaml)")
+    names = [e["name"] for e in entries]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"datasets: name(s) {', '.join(dup)} used more than once; each dataset needs its own name "
+                          "(it names results/data/<name>/ and every other results folder)")
+    return entries
+
+
+def dataset_config(config: dict, entry: dict) -> dict:
+    """The whole configuration one dataset trains with: `dataset` = the entry (without its overrides), and its
+    `model`/`train`/`slide`/`tf`/`parabel` blocks merged over the top-level sections (lists are replaced)."""
+    cfg = {k: v for k, v in config.items() if k != "datasets"}
+    cfg["dataset"] = {k: v for k, v in entry.items() if k not in DATASET_OVERRIDES}
+    for section in DATASET_OVERRIDES:
+        if section in entry:
+            cfg[section] = _merge(config.get(section) or {}, entry[section])
+    return cfg
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def unknown_keys(value, schema: dict, path: str = "", everywhere: dict[str, list[str]] | None = None) -> list[str]:

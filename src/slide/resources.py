@@ -26,7 +26,7 @@ SMALL = 500 * MIB        # figures, summary, report, provenance, verify, host ch
 # float32 value): bounding the text at >= 7 bytes per non-zero keeps the CSR estimate from raw files on the safe side.
 TEXT_BYTES_PER_NNZ = 7
 
-TRAIN_RULES = ("train_slide", "train_tf_full", "train_tf_sampled")
+TRAIN_RULES = ("train_slide", "train_tf", "train_tf_full", "train_tf_sampled", "train_parabel")
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,8 @@ def need_bytes(rule: str, shape: Shape, cfg: dict, threads: int = 1) -> int:
         return slide_bytes(shape, cfg, threads)
     if rule in ("train_tf_full", "train_tf_sampled"):
         return tf_bytes(shape, cfg)
+    if rule == "train_parabel":  # omikuji: the data, its normalized copy and label representations, the trees
+        return PY_BASE + 6 * data
     if rule == "synthesize":   # keeps every row's text in Python objects: measured 9.1x this CSR estimate
         return PY_BASE + 10 * synthetic_data_bytes(cfg["dataset"].get("synthetic") or {})
     if rule == "prepare":      # both splits parsed into growing vectors: measured 1.3x the CSR

@@ -10,8 +10,9 @@ listing every offending file:
     python -m slide.verify results/provenance/tiny.json     # one dataset
     snakemake --cores 1 verify                              # the same as the first, as a rule
 
-Figures and summaries have one path for every dataset (results/figures/, results/summary.*): they are
-checked against the newest manifest that records them; older manifests list them as superseded.
+Figures and summaries are per dataset (results/figures/<dataset>/, results/summary/<dataset>/). A path that
+several manifests record (the shared results/figures/ and results/summary.* of earlier versions) is checked
+against the newest manifest that records it; older manifests list it as superseded.
 
 Run it before re-running the workflow: a changed result makes Snakemake rerun `provenance`, which then
 records the changed file (`snakemake -n` shows that as "updated input files").

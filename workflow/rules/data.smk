@@ -1,16 +1,12 @@
-# Data stage: synthesize | download | local -> prepare -> shuffle -> results/data/{dataset}/
+# Data stage, per dataset: synthesize | download | local -> prepare -> shuffle -> results/data/{dataset}/
 # Raw text: resources/raw/{dataset}/{train,test}.txt (synthetic, download); local files are read in place.
-# Only the rule for the configured dataset.source exists, so the raw files have exactly one producer.
-import re
+# synthesize and download exist for the datasets of their source only, so every raw file has exactly one producer.
 import sys
 
 from slide.data.prepare import raw_sources
 
-DATASET_CFG = config["dataset"]
-_DS = {"dataset": re.escape(DATASET)}  # the rules below know only the configured dataset
 
-
-if DATASET_CFG["source"] == "synthetic":
+if datasets_from("synthetic"):
 
     rule synthesize:
         """Seeded synthetic data with Amazon-670K's shape (dataset.synthetic)."""
@@ -18,13 +14,13 @@ if DATASET_CFG["source"] == "synthetic":
             train="resources/raw/{dataset}/train.txt",
             test="resources/raw/{dataset}/test.txt",
         wildcard_constraints:
-            **_DS,
+            dataset=alternatives(datasets_from("synthetic")),
         log:
             "results/logs/synthesize/{dataset}.log",
         benchmark:
             "results/benchmarks/synthesize/{dataset}.tsv"
         params:
-            synthetic=DATASET_CFG.get("synthetic") or {},
+            synthetic=lambda wildcards: dcfg(wildcards)["dataset"].get("synthetic") or {},
         resources:
             **job_resources("synthesize"),
         conda:
@@ -33,7 +29,7 @@ if DATASET_CFG["source"] == "synthetic":
             "../scripts/synthesize.py"
 
 
-if DATASET_CFG["source"] == "download":
+if datasets_from("download"):
 
     rule download:
         """Resumable, sha256-verified download + safe extraction (dataset.download)."""
@@ -41,13 +37,13 @@ if DATASET_CFG["source"] == "download":
             train="resources/raw/{dataset}/train.txt",
             test="resources/raw/{dataset}/test.txt",
         wildcard_constraints:
-            **_DS,
+            dataset=alternatives(datasets_from("download")),
         log:
             "results/logs/download/{dataset}.log",
         benchmark:
             "results/benchmarks/download/{dataset}.tsv"
         params:
-            download=DATASET_CFG.get("download") or {},
+            download=lambda wildcards: dcfg(wildcards)["dataset"].get("download") or {},
             cache=lambda wildcards: f"resources/download/{wildcards.dataset}",
         resources:
             **job_resources("download"),
@@ -57,11 +53,11 @@ if DATASET_CFG["source"] == "download":
             "../scripts/download.py"
 
 
-if DATASET_CFG["source"] == "local":
+for _ds in datasets_from("local"):
     # Snakemake's MissingInputException lists the files; say where they come from
-    _missing = [p for p in raw_sources(DATASET_CFG, DATASET).values() if not Path(p).is_file()]
+    _missing = [p for p in raw_sources(dcfg(_ds)["dataset"], _ds).values() if not Path(p).is_file()]
     if _missing:
-        print(f"dataset '{DATASET}': dataset.local names missing file(s): {', '.join(_missing)} -- put the "
+        print(f"dataset '{_ds}': dataset.local names missing file(s): {', '.join(_missing)} -- put the "
               "dataset's files there (see the comment at the top of its config/*.yaml and README.md, \"Your own data\")",
               file=sys.stderr)
 
@@ -69,21 +65,21 @@ if DATASET_CFG["source"] == "local":
 rule prepare:
     """Parse and validate the raw text into CSR (unshuffled) + the sources' sha256."""
     input:
-        unpack(lambda wildcards: raw_sources(DATASET_CFG, wildcards.dataset)),
+        unpack(lambda wildcards: raw_sources(dcfg(wildcards)["dataset"], wildcards.dataset)),
     output:
         train="results/data/{dataset}/unshuffled/train.npz",
         test="results/data/{dataset}/unshuffled/test.npz",
         info="results/data/{dataset}/unshuffled/info.json",
     wildcard_constraints:
-        **_DS,
+        dataset=DATASET_RE,
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare/{dataset}.tsv"
     params:
-        n_features=DATASET_CFG.get("n_features"),
-        n_labels=DATASET_CFG.get("n_labels"),
-        split_column=(DATASET_CFG.get("local") or {}).get("split_column", 1),
+        n_features=lambda wildcards: dcfg(wildcards)["dataset"].get("n_features"),
+        n_labels=lambda wildcards: dcfg(wildcards)["dataset"].get("n_labels"),
+        split_column=lambda wildcards: (dcfg(wildcards)["dataset"].get("local") or {}).get("split_column", 1),
     resources:
         **job_resources("prepare"),
     conda:
@@ -103,16 +99,16 @@ rule shuffle:
         test="results/data/{dataset}/test.npz",
         meta="results/data/{dataset}/meta.json",
     wildcard_constraints:
-        **_DS,
+        dataset=DATASET_RE,
     log:
         "results/logs/shuffle/{dataset}.log",
     benchmark:
         "results/benchmarks/shuffle/{dataset}.tsv"
     params:
-        seed=DATASET_CFG.get("shuffle_seed", 0),
+        seed=lambda wildcards: dcfg(wildcards)["dataset"].get("shuffle_seed", 0),
         # prepare's settings again: a config change then reruns the data stage even when a failed prepare
         # left no intermediate files behind (Snakemake compares params only of jobs whose outputs exist)
-        prepare={k: DATASET_CFG.get(k) for k in ("source", "n_features", "n_labels", "local", "download", "synthetic")},
+        prepare=prepare_settings,
     resources:
         **job_resources("shuffle"),
     conda:

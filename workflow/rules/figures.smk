@@ -1,51 +1,38 @@
-# Figures, summary, provenance and the pages of `snakemake --report results/report.html` .
+# Figures, summaries, provenance and the pages of `snakemake --report results/report.html`.
+# Per dataset: results/figures/{dataset}/, results/summary/{dataset}/, results/provenance/{dataset}.json, so that
+# another configuration's run never overwrites them. Over every configured dataset: the paper's figure
+# (results/figures/paper_time_vs_p1.*, one panel per dataset) and the combined summary (results/summary.*).
 # Logic lives in slide.report; the scripts only pass paths. Inputs are the configured systems' runs.
 
 report: "../report/workflow.rst"
 
 
-# build.json only exists when the native core is built, which only SLIDE needs
-BUILD_INFO = ["results/build/build.json"] if "slide" in SYSTEMS else []
-# One provenance manifest per dataset, so that `verify` checks every dataset's run, not only the last one.
-PROVENANCE = f"results/provenance/{DATASET}.json"
-THREAD_SCALING = len(SWEEP.get("threads") or []) > 1
-
-
-# every configured run (RUN_DIRS: the default runs, or a sweep's variants); the scripts load exactly these
-_FINALS = [f"{d}/final.json" for d in RUN_DIRS]
-_METRICS = [f"{d}/metrics.csv" for d in RUN_DIRS]
-_REPORT_INPUTS = {
-    "final": _FINALS,
-    "metrics": _METRICS,
-    "meta": f"{DATA}/meta.json",
-    "check": "results/system/check.json",
-}
-# runs are the final.json inputs (config order), grouped per system (+ swept hash setting) by slide.sweep
-_REPORT_PARAMS = {"dataset": DATASET, "figures": config["figures"]}
-
-
 rule figures:
     input:
-        **_REPORT_INPUTS,
+        unpack(report_inputs),
     output:
         time_png=report(
-            "results/figures/time_vs_p1.png",
+            "results/figures/{dataset}/time_vs_p1.png",
             caption="../report/time_vs_p1.rst",
             category="Figures",
-            labels={"figure": "P@1 vs training time"},
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "P@1 vs training time"},
         ),
-        time_pdf="results/figures/time_vs_p1.pdf",
+        time_pdf="results/figures/{dataset}/time_vs_p1.pdf",
         steps_png=report(
-            "results/figures/steps_vs_p1.png",
+            "results/figures/{dataset}/steps_vs_p1.png",
             caption="../report/steps_vs_p1.rst",
             category="Figures",
-            labels={"figure": "P@1 vs iterations"},
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "figure": "P@1 vs iterations"},
         ),
-        steps_pdf="results/figures/steps_vs_p1.pdf",
+        steps_pdf="results/figures/{dataset}/steps_vs_p1.pdf",
+    wildcard_constraints:
+        dataset=DATASET_RE,
     log:
-        "results/logs/figures/figures.log",
+        "results/logs/figures/{dataset}.log",
     params:
-        **_REPORT_PARAMS,
+        figures=canonical(config["figures"]),
     resources:
         **job_resources("figures"),
     conda:
@@ -56,25 +43,29 @@ rule figures:
 
 rule summary:
     input:
-        **_REPORT_INPUTS,
+        unpack(report_inputs),
     output:
         csv=report(
-            "results/summary.csv",
+            "results/summary/{dataset}/summary.csv",
             caption="../report/summary_csv.rst",
             category="Summary",
-            labels={"table": "summary (CSV)"},
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "summary (CSV)"},
         ),
-        md="results/summary.md",
+        md="results/summary/{dataset}/summary.md",
         html=report(
-            "results/report/summary.html",
+            "results/summary/{dataset}/summary.html",
             caption="../report/summary.rst",
             category="Summary",
-            labels={"table": "summary"},
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "summary"},
         ),
+    wildcard_constraints:
+        dataset=DATASET_RE,
     log:
-        "results/logs/summary/summary.log",
+        "results/logs/summary/{dataset}.log",
     params:
-        **_REPORT_PARAMS,
+        figures=canonical(config["figures"]),
     resources:
         **job_resources("summary"),
     conda:
@@ -83,33 +74,75 @@ rule summary:
         "../scripts/summary.py"
 
 
-rule provenance:
+rule paper_figure:
+    """The paper's Figure 5: P@1 against training time, one panel per dataset, every system."""
     input:
-        final=_FINALS,
-        metrics=_METRICS,
-        meta=f"{DATA}/meta.json",
-        data=[f"{DATA}/train.npz", f"{DATA}/test.npz"]
-        + [f"{DATA}/unshuffled/{f}" for f in ("train.npz", "test.npz", "info.json")],
-        check="results/system/check.json",
-        # the figures and summaries of this run, so that `verify` covers them too
-        outputs=[
-            f"results/figures/{name}.{ext}"
-            for name in ["time_vs_p1", "steps_vs_p1"] + (["thread_scaling"] if THREAD_SCALING else [])
-            for ext in ("png", "pdf")
-        ]
-        + ["results/summary.csv", "results/summary.md", "results/report/summary.html"],
-        **({"build": BUILD_INFO[0]} if BUILD_INFO else {}),
+        unpack(all_report_inputs),
     output:
-        report(
-            PROVENANCE,
-            caption="../report/provenance.rst",
-            category="Provenance",
-            labels={"file": "provenance.json"},
+        png=report(
+            "results/figures/paper_time_vs_p1.png",
+            caption="../report/paper_time_vs_p1.rst",
+            category="Figures",
+            subcategory="all datasets",
+            labels={"dataset": "all", "figure": "P@1 vs training time, one panel per dataset"},
+        ),
+        pdf="results/figures/paper_time_vs_p1.pdf",
+    log:
+        "results/logs/figures/paper_time_vs_p1.log",
+    params:
+        datasets=DATASETS,
+        figures=canonical(config["figures"]),
+    resources:
+        **job_resources("figures"),
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/paper_figure.py"
+
+
+rule combined_summary:
+    """Every dataset's summary table in one (a dataset column first)."""
+    input:
+        csv=[f"results/summary/{ds}/summary.csv" for ds in DATASETS],
+    output:
+        csv="results/summary.csv",
+        md="results/summary.md",
+        html=report(
+            "results/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            subcategory="all datasets",
+            labels={"dataset": "all", "table": "summary"},
         ),
     log:
-        "results/logs/provenance/provenance.log",
+        "results/logs/summary/combined.log",
     params:
-        config=config,  # a config change rewrites the record
+        datasets=DATASETS,
+        figures=canonical(config["figures"]),
+    resources:
+        **job_resources("summary"),
+    conda:
+        "../../envs/slide.yaml"
+    script:
+        "../scripts/combined_summary.py"
+
+
+rule provenance:
+    input:
+        unpack(provenance_inputs),
+    output:
+        report(
+            "results/provenance/{dataset}.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+            labels={"dataset": "{dataset}", "file": "provenance.json"},
+        ),
+    wildcard_constraints:
+        dataset=DATASET_RE,
+    log:
+        "results/logs/provenance/{dataset}.log",
+    params:
+        config=lambda wildcards: dcfg(wildcards),  # a config change rewrites the record
     resources:
         **job_resources("provenance"),
     conda:
@@ -121,17 +154,19 @@ rule provenance:
 rule report_environment:
     input:
         check="results/system/check.json",
-        provenance=PROVENANCE,
+        provenance="results/provenance/{dataset}.json",
         **({"build": BUILD_INFO[0]} if BUILD_INFO else {}),
     output:
         report(
-            "results/report/environment.html",
+            "results/report/{dataset}/environment.html",
             caption="../report/environment.rst",
             category="Host and build",
-            labels={"page": "host check and native build"},
+            labels={"dataset": "{dataset}", "page": "host check and native build"},
         ),
+    wildcard_constraints:
+        dataset=DATASET_RE,
     log:
-        "results/logs/report_environment/environment.log",
+        "results/logs/report_environment/{dataset}.log",
     resources:
         **job_resources("report_environment"),
     conda:
@@ -141,15 +176,14 @@ rule report_environment:
 
 
 FIGURE_TARGETS = [
-    "results/figures/time_vs_p1.png",
-    "results/figures/time_vs_p1.pdf",
-    "results/figures/steps_vs_p1.png",
-    "results/figures/steps_vs_p1.pdf",
+    *(f for ds in DATASETS for f in figure_files(ds) + summary_files(ds)),
+    *(f"results/provenance/{ds}.json" for ds in DATASETS),
+    *(f"results/report/{ds}/environment.html" for ds in DATASETS),
+    "results/figures/paper_time_vs_p1.png",
+    "results/figures/paper_time_vs_p1.pdf",
     "results/summary.csv",
     "results/summary.md",
-    "results/report/summary.html",
-    PROVENANCE,
-    "results/report/environment.html",
+    "results/summary.html",
 ]
 
 
@@ -158,24 +192,25 @@ if THREAD_SCALING:
 
     rule thread_scaling:
         input:
-            **_REPORT_INPUTS,
+            unpack(report_inputs),
         output:
             png=report(
-                "results/figures/thread_scaling.png",
+                "results/figures/{dataset}/thread_scaling.png",
                 caption="../report/thread_scaling.rst",
                 category="Figures",
-                labels={"figure": "time per epoch vs threads"},
+                subcategory="{dataset}",
+                labels={"dataset": "{dataset}", "figure": "time per epoch vs threads"},
             ),
-            pdf="results/figures/thread_scaling.pdf",
+            pdf="results/figures/{dataset}/thread_scaling.pdf",
+        wildcard_constraints:
+            dataset=DATASET_RE,
         log:
-            "results/logs/figures/thread_scaling.log",
+            "results/logs/figures/{dataset}-thread_scaling.log",
         params:
-            **_REPORT_PARAMS,
+            figures=canonical(config["figures"]),
         resources:
             **job_resources("thread_scaling"),
         conda:
             "../../envs/slide.yaml"
         script:
             "../scripts/thread_scaling.py"
-
-    FIGURE_TARGETS += ["results/figures/thread_scaling.png", "results/figures/thread_scaling.pdf"]

@@ -7,7 +7,7 @@ with logged(snakemake):  # noqa: F821 (injected by Snakemake)
     from slide.sweep import load_runs  # exactly the configured runs, grouped per curve
     from slide.report.make import make_summary
 
-    make_summary([Path(f).parent for f in snakemake.input.final], dataset=snakemake.params.dataset,
+    make_summary([Path(f).parent for f in snakemake.input.final], dataset=snakemake.wildcards.dataset,
                  target_fraction=snakemake.params.figures["target_fraction"], meta=snakemake.input.meta,
                  check=snakemake.input.check, csv_path=snakemake.output.csv, md_path=snakemake.output.md,
                  html_path=snakemake.output.html, rule=snakemake.params.figures.get("target_rule", "first"),

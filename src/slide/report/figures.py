@@ -1,4 +1,5 @@
-"""The paper's evidence as figures: P@1 vs training time (its Figure 5), P@1 vs iterations, thread scaling.
+"""The paper's evidence as figures: P@1 vs training time (its Figure 5: one panel per dataset, and one figure per
+dataset), P@1 vs iterations, thread scaling.
 
 Functions return matplotlib Figures (tests inspect their Axes); `save_figure` writes PNG/PDF atomically.
 Several runs per curve (seeds) are drawn as the mean with a band (min–max or ±sd).
@@ -25,8 +26,8 @@ X_AXES = {
     "train_seconds": ("training time (s, log scale; evaluation excluded)", "log"),
     "step": ("iterations (batches)", "linear"),
 }
-_SYSTEM_ORDER = ["slide", "tf_full", "tf_sampled"]
-_MARKERS = {"slide": "o", "tf_full": "s", "tf_sampled": "^"}
+_SYSTEM_ORDER = ["slide", "tf_full", "tf_sampled", "parabel"]
+_MARKERS = {"slide": "o", "tf_full": "s", "tf_sampled": "^", "parabel": "*"}
 
 
 def system_colors(systems) -> dict[str, tuple]:
@@ -41,25 +42,73 @@ def _style():
 
 
 def plot_p1_curves(runs: list[Run], x: str = "train_seconds", title: str = "", majority: float | None = None,
-                   band: str = "minmax", by_threads: bool | None = None) -> Figure:
-    """P@1 (periodic evaluation subset) against `x` ("train_seconds" or "step"); one curve per group.
+                   band: str = "minmax", by_threads: bool | None = None, target: float | None = None) -> Figure:
+    """P@1 (periodic evaluation rows) against `x` ("train_seconds" or "step"); one curve per group.
 
-    On the log time axis the step-0 point (0 s) cannot be drawn and is dropped.
-    `majority` draws the majority-label baseline as a dashed horizontal line.
+    On the log time axis the step-0 point (0 s) cannot be drawn and is dropped. A system with a single
+    evaluation (parabel: no training curve) is one point at its training time, and is left out of the
+    iterations figure. `majority` draws the majority-label baseline as a dashed horizontal line, `target` the
+    time-to-target P@1 as a dotted one.
     """
+    _check_axes(x, band)
+    _style()
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
+    _draw_p1(ax, runs, x, majority, band, by_threads, target)
+    ax.set_title(title)
+    _legend_below(fig, ax)
+    return fig
+
+
+def plot_paper_figure(panels: list[tuple[str, list[Run], float | None, float | None]], title: str = "",
+                      band: str = "minmax") -> Figure:
+    """The paper's Figure 5: one panel per dataset, P@1 against training time (log axis), every system, the
+    majority-label baseline and the target. `panels`: (dataset, runs, majority P@1, target P@1) in order."""
+    if not panels:
+        raise ValueError("no dataset to draw")
+    _style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 5.4), layout="constrained", squeeze=False)
+    entries: dict[str, object] = {}
+    for ax, (dataset, runs, majority, target) in zip(axes[0], panels):
+        _draw_p1(ax, runs, "train_seconds", majority, band, None, target, short_labels=True)
+        ax.set_title(dataset)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(lab, h)
+    for ax in axes[0][1:]:
+        ax.set_ylabel("")
+    fig.suptitle(title)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(len(entries), 4),
+                   frameon=False, fontsize="small")
+    return fig
+
+
+def _check_axes(x: str, band: str) -> None:
     if x not in X_AXES:
         raise ValueError(f"x must be one of {', '.join(X_AXES)}, got {x!r}")
     if band not in ("minmax", "sd"):
         raise ValueError(f"band must be 'minmax' or 'sd', got {band!r}")
+
+
+def curve_rows(runs: list[Run]) -> str:
+    """What the curves' P@1 is measured on: "validation subset" | "test subset" (final.json "curve")."""
+    kinds = {(r.final or {}).get("curve", "test") for r in runs if r.ok and r.metrics is not None and len(r.metrics) > 1}
+    return {frozenset({"validation"}): "validation subset", frozenset({"test"}): "test subset"}.get(
+        frozenset(kinds), "periodic evaluation subset")
+
+
+def _draw_p1(ax, runs: list[Run], x: str, majority: float | None, band: str, by_threads: bool | None,
+             target: float | None, short_labels: bool = False) -> None:
+    _check_axes(x, band)
     xlabel, scale = X_AXES[x]
-    _style()
-    fig, ax = plt.subplots(figsize=(7.5, 5.6), layout="constrained")
     groups = [g for g in group_runs(runs, by_threads) if any(r.metrics is not None for r in g.runs)]
     colors = system_colors(g.system for g in groups)
     shades = _thread_shades(groups)
     banded = False
     for g in groups:
         curve = aggregate_curve([r for r in g.runs if r.metrics is not None], x=x)
+        point = len(curve) == 1  # no curve: one evaluation (a system that is not trained in steps)
+        if point and x == "step":
+            continue
         if scale == "log":
             curve = curve[curve["x"] > 0]
         if curve.empty:
@@ -67,7 +116,12 @@ def plot_p1_curves(runs: list[Run], x: str = "train_seconds", title: str = "", m
         n = int(curve["n"].iloc[0])
         color = colors[g.system] if shades is None else shades[(g.system, g.threads)]
         label = g.label + (f", mean of {n} runs" if n > 1 else "")
-        ax.plot(curve["x"], curve["mean"], marker=_MARKERS.get(g.system, "D"), markersize=4, linewidth=2,
+        if point:
+            ax.plot(curve["x"], curve["mean"], linestyle="none", marker=_MARKERS.get(g.system, "D"), markersize=10,
+                    color=color, label=label + ("" if short_labels else " (one point: its training time)"),
+                    gid=f"point:{g.system}:{g.threads}")
+            continue
+        ax.plot(curve["x"], curve["mean"], marker=_MARKERS.get(g.system, "o"), markersize=4, linewidth=2,
                 color=color, label=label, gid=f"curve:{g.system}:{g.threads}")
         if n > 1:
             lo, hi = ((curve["min"], curve["max"]) if band == "minmax"
@@ -80,22 +134,23 @@ def plot_p1_curves(runs: list[Run], x: str = "train_seconds", title: str = "", m
                         label=f"shaded: {'min–max' if band == 'minmax' else '±1 sd'} over runs")
     if majority is not None:
         ax.axhline(majority, color="0.35", linestyle="--", linewidth=1.5, gid="majority",
-                   label=f"majority-label baseline (P@1 = {majority:.3f})")
+                   label="majority-label baseline" if short_labels else f"majority-label baseline (P@1 = {majority:.3f})")
+    if target is not None and np.isfinite(target):
+        ax.axhline(target, color="0.15", linestyle=":", linewidth=1.5, gid="target",
+                   label="target P@1" if short_labels else f"target P@1 = {target:.3f}")
     ax.set_xscale(scale)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("P@1 (periodic evaluation subset)")
+    ax.set_ylabel(f"P@1 ({curve_rows(runs)})")
     ax.set_ylim(bottom=0)
     if scale == "log":
         # plain-number ticks ("10^1" reads badly in print): 1-2-5 per decade, every integer multiple when
         # the curves span less than about a decade (short smoke runs) so that the axis keeps several labels
-        xs = [v for line in ax.get_lines() if (line.get_gid() or "").startswith("curve:") for v in line.get_xdata()]
+        xs = [v for line in ax.get_lines() if (line.get_gid() or "").startswith(("curve:", "point:"))
+              for v in line.get_xdata()]
         narrow = bool(xs) and max(xs) / min(xs) < 12
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=tuple(range(1, 10)) if narrow else (1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(_plain_number))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
-    ax.set_title(title)
-    _legend_below(fig, ax)
-    return fig
 
 
 def plot_thread_scaling(runs: list[Run], title: str = "") -> Figure:

@@ -10,11 +10,13 @@ from .runs import host_label, majority_p1, majority_pk, read_json_optional, runs
 
 
 def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time_paths=(),
-                 steps_paths=(), scaling_paths=(), band: str = "minmax", dpi: int = 200, runs=None) -> list[str]:
+                 steps_paths=(), scaling_paths=(), band: str = "minmax", dpi: int = 200, runs=None,
+                 target_fraction: float | None = None) -> list[str]:
     """Write P@1-vs-time and P@1-vs-steps figures (and thread scaling when asked and possible).
 
     Returns the paths written. The thread-scaling figure is written only when several thread counts exist.
-    `runs` (e.g. slide.sweep.load_runs) replaces the runs found below `system_dirs`.
+    `runs` (e.g. slide.sweep.load_runs) replaces the runs found below `system_dirs`. With `target_fraction`,
+    the summary's target P@1 is drawn as a line.
     """
     from .figures import figure_title, plot_p1_curves, plot_thread_scaling, save_figure, several_thread_counts
 
@@ -22,17 +24,62 @@ def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time
     if not any(r.metrics is not None for r in runs):
         raise ValueError(f"no metrics.csv in any of {', '.join(map(str, system_dirs))}")
     host, base = host_label(read_json_optional(check)), majority_p1(read_json_optional(meta))
+    target = _target(runs, target_fraction)
     written: list[str] = []
     for what, x, paths in (("P@1 vs training time", "train_seconds", time_paths), ("P@1 vs iterations", "step",
                                                                                     steps_paths)):
         if paths:
-            save_figure(plot_p1_curves(runs, x, figure_title(what, dataset, host), base, band), paths, dpi)
+            save_figure(plot_p1_curves(runs, x, figure_title(what, dataset, host), base, band, target=target),
+                        paths, dpi)
             written += map(str, paths)
     if scaling_paths and several_thread_counts(runs):
         save_figure(plot_thread_scaling(runs, figure_title("time per epoch vs threads", dataset, host)),
                     scaling_paths, dpi)
         written += map(str, scaling_paths)
     return written
+
+
+def _target(runs, target_fraction):
+    if target_fraction is None:
+        return None
+    from .runs import group_runs
+    from .summary import target_p1
+
+    return target_p1(group_runs(runs), target_fraction)
+
+
+def make_paper_figure(runs_by_dataset: dict, metas: dict, *, paths, check=None, target_fraction: float | None = None,
+                      band: str = "minmax", dpi: int = 200) -> list[str]:
+    """The paper's Figure 5: one panel per dataset (dict order) of P@1 against training time, every system, the
+    majority-label baseline and the target. `runs_by_dataset`: dataset -> its Runs; `metas`: dataset -> meta.json."""
+    from .figures import plot_paper_figure, save_figure
+
+    panels = [(ds, runs, majority_p1(read_json_optional(metas.get(ds))), _target(runs, target_fraction))
+              for ds, runs in runs_by_dataset.items()]
+    empty = [ds for ds, runs, _, _ in panels if not any(r.metrics is not None for r in runs)]
+    if empty:
+        raise ValueError(f"no metrics.csv for dataset(s) {', '.join(empty)}")
+    title = f"P@1 vs training time (log scale; evaluation excluded)\n{host_label(read_json_optional(check))}"
+    save_figure(plot_paper_figure(panels, title, band), paths, dpi)
+    return list(map(str, paths))
+
+
+def make_combined_summary(csv_paths: dict, *, csv_path, md_path, html_path=None, target_fraction: float = 0.9):
+    """Every dataset's summary.csv (dataset -> path) as one table with a leading dataset column."""
+    import pandas as pd
+
+    from .summary import write_combined
+
+    frames = []
+    for ds, path in csv_paths.items():
+        try:
+            df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise ValueError(f"{path}: not a readable summary CSV ({str(e).splitlines()[0]})") from None
+        frames.append(df.assign(dataset=ds)[["dataset", *df.columns]])
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_combined(df, csv_path, md_path, html_path, target_fraction=target_fraction)
+    return df
 
 
 def make_summary(system_dirs: list, *, dataset: str, target_fraction: float, csv_path, md_path,

@@ -17,7 +17,8 @@ import pandas as pd
 from ..atomic import read_json
 from ..training.protocol import METRICS_COLUMNS
 
-SYSTEM_LABELS = {"slide": "SLIDE", "tf_full": "TF full softmax", "tf_sampled": "TF sampled softmax"}
+SYSTEM_LABELS = {"slide": "SLIDE", "tf_full": "TF full softmax", "tf_sampled": "TF sampled softmax",
+                 "parabel": "Parabel (omikuji)"}
 _NUMERIC = [c for c in METRICS_COLUMNS if c != "system"]
 
 

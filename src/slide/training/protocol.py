@@ -2,6 +2,12 @@
 
 A system plugs in as a `Model` (train one batch, predict top-k, save/load); `run_training` owns the
 loop, the clocks, evaluation, checkpoints and the output files (metrics.csv, final.json).
+
+Training to convergence: with `validation` > 0 a seeded share of the training rows is held out; the
+periodic evaluation (the curve in metrics.csv) then runs on it, the best-validation model is kept, training
+stops after `patience` evaluations without a new best (or at the `epochs` / `max_seconds` cap), and the
+reported test P@k are those of the best-validation model (the last step's are reported too). The test set
+is never looked at to pick anything.
 """
 from __future__ import annotations
 
@@ -42,14 +48,27 @@ class Model(Protocol):
 
 @dataclass
 class TrainConfig:
+    """The `train:` section (defaults = config/config.yaml's)."""
     batch_size: int = 128
-    epochs: int = 1
-    eval_every: int = 100          # steps between evaluations on the fixed test subset
-    eval_samples: int = 1000       # size of that subset (seeded, same for every system)
+    epochs: int = 5                # cap in epochs
+    eval_every: int = 50           # steps between periodic evaluations
+    eval_samples: int = 1000       # size of the fixed, seeded evaluation subset (same rows for every system)
     eval_batch_size: int = 1024
     checkpoint_every: int = 0      # steps; 0 = only at the end of each epoch
     max_steps: int | None = None   # stop early (tests, smoke runs)
     seed: int = 0
+    validation: float = 0.1        # share of the training rows held out for the curve and model selection; 0: none
+                                   # (the curve is then a test subset and the last step is reported)
+    patience: int = 10             # evaluations without a new best validation P@1 before stopping; 0: never early
+    max_seconds: float | None = None  # cap in wall-clock seconds of the training loop (evaluation included)
+
+    def __post_init__(self):
+        if not 0 <= self.validation < 1:
+            raise ValueError(f"train.validation must be in [0, 1), got {self.validation}")
+        if self.patience < 0:
+            raise ValueError(f"train.patience must be >= 0, got {self.patience}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError(f"train.max_seconds must be > 0 (or null), got {self.max_seconds}")
 
     @classmethod
     def from_config(cls, cfg: dict) -> "TrainConfig":
@@ -83,6 +102,30 @@ def eval_subset(n_test: int, size: int, seed: int) -> np.ndarray:
     """Fixed, seeded, sorted subset of test rows used for periodic evaluation."""
     size = min(size, n_test)
     return np.sort(np.random.default_rng([seed, 0xE5A1]).choice(n_test, size=size, replace=False))
+
+
+def validation_split(n_train: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, validation rows): a seeded share `fraction` of the training split held out, both sorted.
+
+    fraction 0: every row trains and none validates."""
+    if fraction <= 0:
+        return np.arange(n_train), np.zeros(0, dtype=np.int64)
+    n_val = max(1, int(round(fraction * n_train)))
+    if n_val >= n_train:
+        raise ValueError(f"train.validation {fraction} of {n_train} training rows leaves none to train on")
+    perm = np.random.default_rng([seed, 0x7A1D]).permutation(n_train)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def evaluation_rows(train: Split, test: Split, cfg: TrainConfig) -> tuple[Split, Split, int]:
+    """(rows to train on, rows of the periodic evaluation, number of validation rows) under `cfg`: with
+    cfg.validation > 0 the evaluation subset comes from the held-out training rows, else from the test set.
+    Every system (also one that is not trained by `run_training`) evaluates its curve on these rows."""
+    train_rows, val_rows = validation_split(train.n, cfg.validation, cfg.seed)
+    if val_rows.size:
+        valid = train.rows(val_rows)
+        return train.rows(train_rows), valid.rows(eval_subset(valid.n, cfg.eval_samples, cfg.seed)), int(val_rows.size)
+    return train, test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed)), 0
 
 
 def batch_order(n_train: int, epoch: int, seed: int) -> np.ndarray:
@@ -122,6 +165,8 @@ class _State:
     fingerprint: str = ""
     pending_losses: list | None = None  # training losses since the last evaluation (for the next row's mean)
     files: dict | None = None  # sha256 of every other file of the checkpoint (model, metrics.csv), checked on resume
+    best: dict | None = None   # the best validation evaluation so far: step, epoch, train/wall seconds, P@1/3/5
+    evals_since_best: int = 0  # evaluations since `best` (early stopping)
 
 
 def run_training(model: Model, system: str, train: Split, test: Split, cfg: TrainConfig,
@@ -131,7 +176,9 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     Resumes from out_dir/checkpoint if a killed run with the same `fingerprint` (a digest of
     everything that defines the run: config, data) left one; the checkpoint is removed on success.
     The checkpoint carries the metrics rows written so far, so a rerun rebuilds metrics.csv even
-    when Snakemake deleted it (docs/robustness.md). Returns the final.json dict.
+    when Snakemake deleted it (docs/robustness.md). With a validation split, the best-validation model
+    lives in out_dir/best/step-<N>/ (written atomically, like a checkpoint, and kept as long as a
+    checkpoint refers to it); out_dir/model is the reported model. Returns the final.json dict.
     """
     from tqdm import tqdm
 
@@ -139,12 +186,13 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
         raise ValueError(f"the {'train' if train.n == 0 else 'test'} split has no data points; it needs at least one")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, metrics_path = out / "checkpoint", out / "metrics.csv"
+    ckpt_dir, best_dir, metrics_path = out / "checkpoint", out / "best", out / "metrics.csv"
+    train, eval_split, n_validation = evaluation_rows(train, test, cfg)
+    validating = n_validation > 0
     steps_per_epoch = -(-train.n // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    eval_split = test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed))
 
     fingerprint = fingerprint or json.dumps(asdict(cfg), sort_keys=True)
     _remove_partial_outputs(out)
@@ -152,10 +200,13 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     if state.step:
         print(f"[{system}] resuming from step {state.step} ({ckpt_dir})", file=sys.stderr)
         _write_metrics(metrics_path, rows)  # the rows so far, also when metrics.csv was deleted
+    _resume_best(best_dir, state)
+    saved_best = state.best["step"] if state.best else None  # the best model the newest checkpoint refers to
     wall0 = time.perf_counter() - state.wall_seconds
     losses: list[float] = list(state.pending_losses or [])
 
     def record(step: int):
+        nonlocal saved_best
         t_eval = time.perf_counter()
         p = evaluate(model, eval_split, cfg.eval_batch_size)
         eval_time = time.perf_counter() - t_eval
@@ -167,16 +218,34 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
                      "loss": float(np.mean(losses)) if losses else float("nan")})
         losses.clear()
         _write_metrics(metrics_path, rows)
+        if validating:
+            if state.best is None or p[1] > state.best["validation_p_at_1"]:
+                state.best = {"step": step, "epoch": step / steps_per_epoch, "train_seconds": state.train_seconds,
+                              "wall_seconds": rows[-1]["wall_seconds"], "validation_p_at_1": p[1],
+                              "validation_p_at_3": p[3], "validation_p_at_5": p[5]}
+                state.evals_since_best = 0
+                _save_best(model, best_dir, step, keep={saved_best})
+            else:
+                state.evals_since_best += 1
         if hasattr(model, "diagnostics"):
             model.diagnostics(step, eval_split)
         bar.set_postfix(p1=f"{p[1]:.3f}", eval_s=f"{eval_time:.1f}")
+
+    def stop_reason() -> str:
+        """Why training stops after the evaluation just recorded ("" = it goes on)."""
+        if validating and cfg.patience and state.evals_since_best >= cfg.patience:
+            return "patience"
+        if cfg.max_seconds is not None and time.perf_counter() - wall0 >= cfg.max_seconds:
+            return "max_seconds"
+        return ""
 
     bar = tqdm(total=total, initial=state.step, desc=f"train {system}", unit="batch",
                disable=not progress, file=sys.stderr, mininterval=2.0)
     if state.step == 0:
         record(0)
     order_epoch, order = -1, None
-    while state.step < total:
+    stopped = ""
+    while state.step < total and not stopped:
         epoch, b = divmod(state.step, steps_per_epoch)
         if epoch != order_epoch:
             order, order_epoch = batch_order(train.n, epoch, cfg.seed), epoch
@@ -186,22 +255,41 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
         state.train_seconds += time.perf_counter() - t0
         state.step += 1
         bar.update(1)
-        if state.step % cfg.eval_every == 0 or state.step == total:
+        over_time = cfg.max_seconds is not None and time.perf_counter() - wall0 >= cfg.max_seconds
+        if state.step % cfg.eval_every == 0 or state.step == total or over_time:
             record(state.step)
+            stopped = stop_reason()
         end_of_epoch = state.step % steps_per_epoch == 0
-        if state.step < total and ((cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or end_of_epoch):
+        if (not stopped and state.step < total
+                and ((cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or end_of_epoch)):
             state.wall_seconds = time.perf_counter() - wall0
             state.pending_losses = list(losses)
             _checkpoint(model, ckpt_dir, state, rows, fingerprint)
+            saved_best = state.best["step"] if state.best else None
+            if saved_best is not None:
+                _remove_all_but(best_dir, {best_dir / _step_name(saved_best)}, marker="best.json")
     bar.close()
+    stopped = stopped or ("max_steps" if cfg.max_steps is not None and total == cfg.max_steps else "epochs")
 
     t_final = time.perf_counter()
+    wall_seconds = t_final - wall0
     p = evaluate(model, test, cfg.eval_batch_size)
+    last = {"step": state.step, "epoch": state.step / steps_per_epoch, "train_seconds": state.train_seconds,
+            "wall_seconds": wall_seconds, "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5]}
+    best = None
+    if validating:  # the reported model: the best on the validation rows, tested once
+        if state.best["step"] != state.step:
+            model.load(best_dir / _step_name(state.best["step"]) / "model")
+            p = evaluate(model, test, cfg.eval_batch_size)
+        best = {**state.best, "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5]}
     final = {"system": system, "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5],
+             "selected": "best_validation" if validating else "last", "best": best, "last": last,
+             "stopped": stopped, "curve": "validation" if validating else "test",
+             "validation_samples": n_validation,
              "test_samples": test.n, "steps": state.step, "epochs": state.step / steps_per_epoch,
              "train_seconds": state.train_seconds,
              "seconds_per_batch": state.train_seconds / max(state.step, 1),
-             "wall_seconds": time.perf_counter() - wall0,
+             "wall_seconds": wall_seconds,
              "final_eval_seconds": time.perf_counter() - t_final,
              "peak_rss_bytes": peak_rss_bytes(), "config": asdict(cfg), **model.info()}
     if hasattr(model, "final_extras"):
@@ -209,7 +297,56 @@ def run_training(model: Model, system: str, train: Split, test: Split, cfg: Trai
     model.save(out / "model")
     write_json(out / "final.json", final)
     _remove_checkpoints(ckpt_dir)
+    _remove_checkpoints(best_dir, marker="best.json")
     return final
+
+
+def _step_name(step: int) -> str:
+    return f"step-{step:012d}"
+
+
+def _save_best(model: Model, best_dir: Path, step: int, keep: set) -> None:
+    """Write best/step-<N>/{model, best.json} atomically (like a checkpoint: a temporary folder renamed into
+    place), then remove the other best models except those in `keep` (steps a checkpoint still refers to)."""
+    best_dir.mkdir(parents=True, exist_ok=True)
+    dest = best_dir / _step_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=best_dir))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())
+        model.save(tmp / "model")
+        write_json(tmp / "best.json", {"step": step, "files": _digests(tmp)})
+        fsync_tree(tmp)
+        if dest.exists():  # saved before (a resumed deterministic run): keep that one
+            shutil.rmtree(tmp)
+        else:
+            os.rename(tmp, dest)
+        fsync_path(best_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _remove_all_but(best_dir, {dest} | {best_dir / _step_name(s) for s in keep if s is not None}, marker="best.json")
+
+
+def _resume_best(best_dir: Path, state: _State) -> None:
+    """Keep exactly the best model the resumed state refers to (checked against its sha256); a fresh start
+    removes any best models a killed run left."""
+    if not best_dir.is_dir():
+        if state.best is not None:
+            raise ValueError(f"{best_dir}: missing, but the checkpoint refers to the best model of step "
+                             f"{state.best['step']}; delete {best_dir.parent / 'checkpoint'} to start the run over")
+        return
+    if state.best is None:
+        _remove_checkpoints(best_dir, marker="best.json")
+        return
+    keep = best_dir / _step_name(state.best["step"])
+    _remove_all_but(best_dir, {keep}, marker="best.json")
+    try:
+        recorded = read_json(keep / "best.json")["files"]
+        if _digests(keep, exclude="best.json") != recorded:
+            raise ValueError("its files differ from the sha256 recorded in best.json")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{keep}: cannot resume with this best-validation model ({e}); delete "
+                         f"{best_dir.parent / 'checkpoint'} and {best_dir} to start the run over") from None
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -262,7 +399,7 @@ def _checkpoint(model: Model, ckpt_dir: Path, state: _State, rows: list[dict], f
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _remove_all_but(ckpt_dir, dest)
+    _remove_all_but(ckpt_dir, {dest})
 
 
 def _digests(folder: Path, exclude: str = "") -> dict[str, str]:
@@ -271,21 +408,23 @@ def _digests(folder: Path, exclude: str = "") -> dict[str, str]:
             if f.is_file() and f.name != exclude}
 
 
-def _remove_all_but(ckpt_dir: Path, keep: Path | None) -> None:
+def _remove_all_but(ckpt_dir: Path, keep: set[Path], marker: str = "state.json") -> None:
+    if not ckpt_dir.is_dir():
+        return
     for entry in ckpt_dir.iterdir():
-        if entry == keep:
+        if entry in keep:
             continue
         if entry.is_dir() and not entry.is_symlink():
-            # state.json first: a folder whose removal is killed half-way must not look like a complete checkpoint
-            (entry / "state.json").unlink(missing_ok=True)
+            # the marker first: a folder whose removal is killed half-way must not look complete
+            (entry / marker).unlink(missing_ok=True)
             shutil.rmtree(entry)
         else:
             entry.unlink()
 
 
-def _remove_checkpoints(ckpt_dir: Path) -> None:
+def _remove_checkpoints(ckpt_dir: Path, marker: str = "state.json") -> None:
     if ckpt_dir.is_dir():
-        _remove_all_but(ckpt_dir, None)
+        _remove_all_but(ckpt_dir, set(), marker)
         ckpt_dir.rmdir()
 
 
@@ -295,7 +434,7 @@ def _resume(model: Model, ckpt_dir: Path, fingerprint: str) -> tuple[_State, lis
         return _State(), []
     complete = sorted(p for p in ckpt_dir.glob("step-*") if (p / "state.json").is_file())
     latest = complete[-1] if complete else None
-    _remove_all_but(ckpt_dir, latest)  # temporary folders of a killed write, superseded checkpoints
+    _remove_all_but(ckpt_dir, {latest})  # temporary folders of a killed write, superseded checkpoints
     if latest is None:
         return _State(), []
     saved = read_json(latest / "state.json")
