@@ -134,10 +134,10 @@ def test_two_seeds_by_two_thread_counts_end_to_end_then_verify(tmp_path):
     summary = (tmp_path / "results" / "summary" / "tiny" / "summary.csv").read_text().splitlines()
     rows = [line for line in summary[1:] if line.startswith("slide,")]
     assert len(rows) == 2, summary
-    for f in ("figures/tiny/time_vs_p1.png", "figures/tiny/thread_scaling.png", "benchmarks.csv",
-              "report/benchmarks.html"):
+    for f in ("figures/tiny/time_vs_p1.png", "figures/tiny/thread_scaling.png", "job_records.csv",
+              "report/job_records.html"):
         assert (tmp_path / "results" / f).stat().st_size > 0, f
-    bench = (tmp_path / "results" / "benchmarks.csv").read_text()
+    bench = (tmp_path / "results" / "job_records.csv").read_text()
     assert "train_slide,tiny/seed1-t2" in bench
 
     prov = json.loads((tmp_path / "results" / "provenance" / "tiny.json").read_text())

@@ -16,12 +16,15 @@ LR: float = 1e-3                   # Adam's learning rate
 SEED: int = 0                      # seeds the weights, the batch order, the evaluation subset, SLIDE's sampling
 BATCH_SIZE: int = 128
 EPOCHS: int = 5
-EVAL_EVERY: int = 50               # steps between evaluations on the fixed test subset
-EVAL_SAMPLES: int = 1000           # size of that seeded subset (the same rows for every system)
+EVAL_EVERY: int = 50               # steps between evaluations on the fixed, seeded evaluation rows
+EVAL_SAMPLES: int = 1000           # how many (the same rows for every system)
 EVAL_BATCH_SIZE: int = 1024
 CHECKPOINT_EVERY: int = 0          # steps; 0 = at the end of every epoch
+VALIDATION: float = 0.1            # share of the training rows held out for the curve and model selection
+PATIENCE: int = 10                 # evaluations without a new best validation P@1 before stopping
 
 # As config sections (lists where YAML has lists), for code that takes a config dict.
 MODEL: dict = {"hidden": list(HIDDEN), "init_std": INIT_STD}
 TRAIN: dict = {"batch_size": BATCH_SIZE, "epochs": EPOCHS, "lr": LR, "seed": SEED, "eval_every": EVAL_EVERY,
-               "eval_samples": EVAL_SAMPLES, "eval_batch_size": EVAL_BATCH_SIZE, "checkpoint_every": CHECKPOINT_EVERY}
+               "eval_samples": EVAL_SAMPLES, "eval_batch_size": EVAL_BATCH_SIZE, "checkpoint_every": CHECKPOINT_EVERY,
+               "validation": VALIDATION, "patience": PATIENCE}

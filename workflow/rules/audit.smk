@@ -1,28 +1,29 @@
-# Audit: a table of the heavy rules' `benchmark:` files for the report, and `verify`, which
-# re-checks every recorded file against the per-dataset manifests in results/provenance/ (logic in
-# slide.benchmarks and slide.verify). Audit commands: docs/scale-out.md.
+# Audit: job_records, a table of the heavy rules' `benchmark:` files (Snakemake's own timing of each job,
+# not the benchmark scripts of benchmarks/), and `verify`, which re-checks every recorded file against the
+# per-dataset manifests in results/provenance/ (logic in slide.job_records and slide.verify). Audit
+# commands: docs/scale-out.md.
 
 
-rule benchmarks:
+rule job_records:
     """Wall time, peak memory, I/O and CPU time of every heavy job (Snakemake's coarse polling)."""
     input:
         benchmark_files(),
     output:
-        csv="results/benchmarks.csv",
+        csv="results/job_records.csv",
         html=report(
-            "results/report/benchmarks.html",
-            caption="../report/benchmarks.rst",
-            category="Benchmarks",
+            "results/report/job_records.html",
+            caption="../report/job_records.rst",
+            category="Job records",
             labels={"table": "benchmark directives"},
         ),
     log:
-        "results/logs/benchmarks/benchmarks.log",
+        "results/logs/job_records/job_records.log",
     resources:
-        **job_resources("benchmarks"),
+        **job_resources("job_records"),
     conda:
         "../../envs/slide.yaml"
     script:
-        "../scripts/benchmarks.py"
+        "../scripts/job_records.py"
 
 
 rule verify:
@@ -41,4 +42,4 @@ rule verify:
         "../scripts/verify.py"
 
 
-AUDIT_TARGETS = ["results/benchmarks.csv", "results/report/benchmarks.html"]
+AUDIT_TARGETS = ["results/job_records.csv", "results/report/job_records.html"]

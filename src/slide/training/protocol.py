@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .. import defaults
 from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, sha256_file, write_json
 from ..data.csr import Split, load_split
 from ..memory import network_bytes, require_memory
@@ -48,18 +49,18 @@ class Model(Protocol):
 
 @dataclass
 class TrainConfig:
-    """The `train:` section (defaults = config/config.yaml's)."""
-    batch_size: int = 128
-    epochs: int = 5                # cap in epochs
-    eval_every: int = 50           # steps between periodic evaluations
-    eval_samples: int = 1000       # size of the fixed, seeded evaluation subset (same rows for every system)
-    eval_batch_size: int = 1024
-    checkpoint_every: int = 0      # steps; 0 = only at the end of each epoch
+    """The `train:` section (defaults: slide.defaults, the same as config/config.yaml's)."""
+    batch_size: int = defaults.BATCH_SIZE
+    epochs: int = defaults.EPOCHS              # cap in epochs
+    eval_every: int = defaults.EVAL_EVERY      # steps between periodic evaluations
+    eval_samples: int = defaults.EVAL_SAMPLES  # size of the fixed, seeded evaluation rows (same rows for every system)
+    eval_batch_size: int = defaults.EVAL_BATCH_SIZE
+    checkpoint_every: int = defaults.CHECKPOINT_EVERY  # steps; 0 = only at the end of each epoch
     max_steps: int | None = None   # stop early (tests, smoke runs)
-    seed: int = 0
-    validation: float = 0.1        # share of the training rows held out for the curve and model selection; 0: none
+    seed: int = defaults.SEED
+    validation: float = defaults.VALIDATION  # share of the training rows held out for the curve and model selection; 0: none
                                    # (the curve is then a test subset and the last step is reported)
-    patience: int = 10             # evaluations without a new best validation P@1 before stopping; 0: never early
+    patience: int = defaults.PATIENCE  # evaluations without a new best validation P@1 before stopping; 0: never early
     max_seconds: float | None = None  # cap in wall-clock seconds of the training loop (evaluation included)
 
     def __post_init__(self):
