@@ -1,8 +1,10 @@
-"""TensorFlow 2 baselines (full softmax, sampled softmax) under the shared training protocol.
+"""TensorFlow 2 baselines (full softmax, sampled softmax) under the shared training protocol, and a
+non-neural reference system.
 
     slide.baselines.tf_models   TFBaseline (the Model), losses, thread setup (imports TensorFlow)
     slide.baselines.sampling    host-side, step-seeded log-uniform candidate sampler (numpy only)
     slide.baselines.train       train_tf(): prepared splits + config -> run_training
+    slide.baselines.parabel     train_parabel(): Parabel-style label trees (omikuji), same run files
 """
 from __future__ import annotations
 
