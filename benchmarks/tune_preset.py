@@ -7,7 +7,7 @@ used once, for the validation-picked setting only.
 1. A seeded `--val-fraction` of the prepared training rows becomes the validation set; the rest ("fit") trains.
    With `--folds K`, K disjoint such validation sets are held out in turn and a trial's score is their mean
    (one fold of Bibtex's 976 rows has a standard error of about 1.5 points of P@1).
-2. Every combination of the grid (hidden size, lr, init_std, batch size, output layer) trains on the fit rows
+2. Every combination of the grid (hidden layers and size, lr, init_std, batch size, output layer) trains on the fit rows
    with the shared protocol's batch order, evaluating validation P@1 after every epoch, until `--max-epochs` or
    `--patience` epochs without a better validation P@1.
 3. The best (trial, epoch) by validation P@1 is picked. Its trial is trained again to that epoch (training is
@@ -69,14 +69,15 @@ def carve(train: Split, fraction: float, seed: int, folds: int = 1) -> list[tupl
     return out
 
 
-def trial_config(base: dict, hidden: int, lr: float, init_std: float, batch_size: int, output: str) -> dict:
+def trial_config(base: dict, hidden: int, lr: float, init_std: float, batch_size: int, output: str,
+                 depth: int = 1) -> dict:
     cfg = copy.deepcopy(base)
-    cfg["model"]["hidden"] = [hidden]
+    cfg["model"]["hidden"] = [hidden] * depth
     cfg["model"]["init_std"] = init_std
     cfg["train"]["lr"] = lr
     cfg["train"]["batch_size"] = batch_size
     layer, options = OUTPUTS[output]
-    cfg["slide"]["layers"] = [dict(cfg["slide"]["layers"][0]), dict(layer)]
+    cfg["slide"]["layers"] = [dict(cfg["slide"]["layers"][0]) for _ in range(depth)] + [dict(layer)]
     cfg["slide"].update(options)
     return cfg
 
@@ -115,6 +116,7 @@ def main():
     ap.add_argument("data", type=Path, help="prepared dataset directory (train.npz, test.npz)")
     ap.add_argument("--config", type=Path, default=None, help="the preset merged over config/config.yaml")
     ap.add_argument("--hidden", type=int, nargs="+", default=[128])
+    ap.add_argument("--depth", type=int, nargs="+", default=[1], help="hidden layers (each of --hidden size)")
     ap.add_argument("--lr", type=float, nargs="+", default=[1e-3])
     ap.add_argument("--init-std", type=float, nargs="+", default=[0.05])
     ap.add_argument("--batch-size", type=int, nargs="+", default=[128])
@@ -139,10 +141,10 @@ def main():
           f"{train.n_features} features, {train.n_labels} labels, {a.threads} threads")
     a.out.parent.mkdir(parents=True, exist_ok=True)
     curves, trials = [], []
-    grid = list(itertools.product(a.hidden, a.lr, a.init_std, a.batch_size, a.output))
-    for n, (hidden, lr, init_std, bs, output) in enumerate(grid, 1):
-        cfg = trial_config(base, hidden, lr, init_std, bs, output)
-        name = f"h{hidden}-lr{lr:g}-std{init_std:g}-b{bs}-{output}"
+    grid = list(itertools.product(a.depth, a.hidden, a.lr, a.init_std, a.batch_size, a.output))
+    for n, (depth, hidden, lr, init_std, bs, output) in enumerate(grid, 1):
+        cfg = trial_config(base, hidden, lr, init_std, bs, output, depth)
+        name = f"h{hidden}{f'x{depth}' if depth > 1 else ''}-lr{lr:g}-std{init_std:g}-b{bs}-{output}"
         rows, t_start = [], time.perf_counter()
 
         def on_epoch(epoch, nets, seconds, rows=rows, name=name):
