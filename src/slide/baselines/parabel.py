@@ -18,7 +18,7 @@ temporary file in that format first. `train_seconds` is omikuji's training alone
 file are reported separately (`data_write_seconds`, `data_load_seconds`).
 
 omikuji draws its clustering's random start from the system's randomness and takes no seed, so two runs
-differ a little (Bibtex, 2 threads: test P@1 0.634 to 0.642 over nine runs).
+differ a little (Bibtex, 2 threads: test P@1 0.633 to 0.642 over ten runs).
 """
 from __future__ import annotations
 
