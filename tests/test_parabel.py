@@ -15,7 +15,7 @@ import pytest
 from slide.baselines.parabel import ParabelModel, parabel_settings, train_parabel, write_xc_file
 from slide.data.csr import Split, save_split
 from slide.data.xmlrepo import read_xmlrepo
-from slide.training.protocol import METRICS_COLUMNS, eval_subset, precision_at_k
+from slide.training.protocol import METRICS_COLUMNS, eval_subset, precision_at_k, validation_split
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "workflow" / "scripts" / "train_parabel.py"
@@ -89,12 +89,14 @@ def test_train_parabel_writes_protocol_files(tmp_path):
     paths = write_prepared(tmp_path / "data", train, test)
     out = tmp_path / "run"
     final = train_parabel(*paths, out, parabel_cfg={"trees": 2, "max_depth": 5},
-                          train_cfg={"eval_samples": 40, "seed": 3, "lr": 1e-3}, threads=1)
+                          train_cfg={"eval_samples": 40, "seed": 3, "lr": 1e-3, "validation": 0}, threads=1)
     assert json.loads((out / "final.json").read_text()) == json.loads(json.dumps(final))
     assert final["system"] == "parabel" and final["p_at_1"] == 1.0 and final["test_samples"] == test.n
     assert final["parabel"] == {"trees": 2, "max_depth": 5, "cluster_k": 2} and final["threads"] == 1
     assert final["hyper_parameters"]["n_trees"] == 2 and final["hyper_parameters"]["max_depth"] == 5
     assert final["omikuji_version"] == __import__("omikuji").__version__
+    assert final["curve"] == "test" and final["validation_samples"] == 0 and final["selected"] == "last"
+    assert final["last"]["p_at_1"] == final["p_at_1"] and final["last"]["step"] == 0 and final["best"] is None
     assert final["train_seconds"] > 0 and final["predict_ms_per_row"] > 0 and final["peak_rss_bytes"] > 0
     with open(out / "metrics.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -117,13 +119,33 @@ def test_eval_row_uses_the_shared_seeded_subset(tmp_path):
     labels = np.where(wrong, (test.labels + 1) % 20, test.labels).astype(np.int32)
     test = Split(test.indptr, test.indices, test.data, test.label_indptr, labels, test.n_features, test.n_labels)
     out = tmp_path / "run"
-    final = train_parabel(*write_prepared(tmp_path / "data", train, test), out, {}, {"eval_samples": 30, "seed": 0},
-                          threads=1)
+    final = train_parabel(*write_prepared(tmp_path / "data", train, test), out, {},
+                          {"eval_samples": 30, "seed": 0, "validation": 0}, threads=1)
     sub = eval_subset(test.n, 30, 0)
     with open(out / "metrics.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert float(row["p_at_1"]) == pytest.approx(1.0 - wrong[sub].mean())
     assert final["p_at_1"] == pytest.approx(0.5)
+
+
+def test_validation_rows_are_held_out_and_give_the_curve_point(tmp_path):
+    """With train.validation, Parabel trains on the other systems' training rows only: a label that only the
+    validation rows carry is never learnt, and the metrics row is measured on the validation subset."""
+    base = one_feature_per_label(12, 41, rows_per_label=6, seed=0)
+    _, val_rows = validation_split(base.n, 0.25, 0)
+    labels = base.labels.copy()
+    labels[val_rows] = 12                                # only validation rows have label 12
+    train = Split(base.indptr, base.indices, base.data, base.label_indptr, labels, 41, 13)
+    test = one_feature_per_label(12, 41, rows_per_label=2, seed=1)
+    test = Split(test.indptr, test.indices, test.data, test.label_indptr, test.labels, 41, 13)
+    out = tmp_path / "run"
+    final = train_parabel(*write_prepared(tmp_path / "data", train, test), out, {},
+                          {"eval_samples": 10, "seed": 0, "validation": 0.25}, threads=1)
+    assert final["curve"] == "validation" and final["validation_samples"] == len(val_rows) == 18
+    assert final["p_at_1"] == 1.0                        # test rows: every label but 12 was learnt
+    with open(out / "metrics.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert int(row["eval_samples"]) == 10 and float(row["p_at_1"]) == 0.0  # label 12 is never predicted first
 
 
 @pytest.mark.parametrize("cfg, message", [
@@ -166,7 +188,8 @@ def _run_script(tmp_path, parabel: dict) -> tuple[subprocess.CompletedProcess, P
         from types import SimpleNamespace as NS
         sm = NS(input=NS(train={str(tr)!r}, test={str(te)!r}, meta={str(meta)!r}),
                 output=NS(final={str(out / "final.json")!r}, metrics={str(out / "metrics.csv")!r}),
-                params=NS(model={{"hidden": [128]}}, train={{"eval_samples": 20, "seed": 0}}, parabel={parabel!r}),
+                params=NS(model={{"hidden": [128]}}, train={{"eval_samples": 20, "seed": 0, "validation": 0}},
+                          parabel={parabel!r}),
                 threads=2, log=[{str(log)!r}])
         runpy.run_path({str(SCRIPT)!r}, init_globals={{"snakemake": sm}})
     """)

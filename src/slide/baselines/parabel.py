@@ -9,8 +9,12 @@ system and writes the same run files:
                   the omikuji version and its settings
     metrics.csv   protocol.METRICS_COLUMNS, one row: Parabel has no steps, so its only point is the trained
                   model at its training time (step 0, epoch 0, train_seconds = training time), evaluated on
-                  the same seeded test subset (protocol.eval_subset) as the other systems' rows
+                  the same rows as the other systems' curves (protocol.evaluation_rows: the seeded subset of
+                  the validation rows, or of the test set when train.validation is 0)
     model/        the omikuji model directory
+
+It trains on the rows the other systems train on: with train.validation > 0 the validation rows are held out
+(they select nothing here; the reported model is the only one, final.json "selected": "last").
 
 omikuji trains from a file in the Extreme Classification Repository's text format (header `N D L`, then
 `l1,l2 f:v f:v` per row, 0-based indices, the format `prepare` reads), so the training split is written to a
@@ -36,8 +40,8 @@ import numpy as np
 
 from ..atomic import current_umask, write_json
 from ..data.csr import Split
-from ..training.protocol import (METRICS_COLUMNS, TOPK, TrainConfig, eval_subset, load_prepared, peak_rss_bytes,
-                                 precision_at_k, write_csv)
+from ..training.protocol import (METRICS_COLUMNS, TOPK, TrainConfig, evaluation_rows, load_prepared,
+                                 peak_rss_bytes, precision_at_k, write_csv)
 
 SYSTEM = "parabel"
 # Parabel's settings, as omikuji's defaults: 3 trees, depth up to 20, balanced 2-means clustering of labels.
@@ -182,8 +186,9 @@ def train_parabel(train_path, test_path, meta_path, out_dir, parabel_cfg: dict |
                   train_cfg: dict | None = None, threads: int | None = None) -> dict:
     """Train Parabel on prepared splits; write final.json, metrics.csv and model/ in out_dir.
 
-    `train_cfg` (the pipeline's `train` section) supplies only the evaluation subset (eval_samples, seed);
-    `parabel_cfg` the settings (trees, max_depth, cluster_k). Returns the final.json dict."""
+    `train_cfg` (the pipeline's `train` section) supplies only the rows: validation share, evaluation subset
+    (eval_samples) and seed; `parabel_cfg` the settings (trees, max_depth, cluster_k). Returns the final.json
+    dict."""
     import omikuji
 
     settings = parabel_settings(parabel_cfg)
@@ -196,16 +201,16 @@ def train_parabel(train_path, test_path, meta_path, out_dir, parabel_cfg: dict |
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".parabel-data.*"):  # what a killed run left
         shutil.rmtree(stale, ignore_errors=True)
-    print(f"Parabel (omikuji {omikuji.__version__}): {train.n} train / {test.n} test samples, {train.n_features} "
-          f"features, {train.n_labels} labels, {settings}, {threads} threads")
+    fit, eval_split, n_validation = evaluation_rows(train, test, cfg)
+    print(f"Parabel (omikuji {omikuji.__version__}): {fit.n} train ({n_validation} more held out for validation) / "
+          f"{test.n} test samples, {train.n_features} features, {train.n_labels} labels, {settings}, {threads} threads")
 
     wall0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".parabel-data.", dir=out) as work:
-        model, timings = ParabelModel.train(train, settings, threads, work)
+        model, timings = ParabelModel.train(fit, settings, threads, work)
     print(f"trained in {timings['train_seconds']:.2f} s (writing its input {timings['data_write_seconds']:.2f} s, "
           f"omikuji reading it {timings['data_load_seconds']:.2f} s)")
 
-    eval_split = test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed))
     p_eval = precision_at_k(model.predict_topk(eval_split), eval_split)
     row = {"system": SYSTEM, "step": 0, "epoch": 0.0, "train_seconds": timings["train_seconds"],
            "wall_seconds": time.perf_counter() - wall0, "p_at_1": p_eval[1], "p_at_3": p_eval[3],
@@ -215,10 +220,15 @@ def train_parabel(train_path, test_path, meta_path, out_dir, parabel_cfg: dict |
     p = precision_at_k(model.predict_topk(test), test)
     predict_seconds = time.perf_counter() - t_final
     model.save(out / "model")
-    final = {"system": SYSTEM, "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5], "test_samples": test.n,
-             "train_seconds": timings["train_seconds"],
+    wall_seconds = time.perf_counter() - wall0
+    last = {"step": 0, "epoch": 0.0, "train_seconds": timings["train_seconds"], "wall_seconds": wall_seconds,
+            "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5]}
+    final = {"system": SYSTEM, "p_at_1": p[1], "p_at_3": p[3], "p_at_5": p[5],
+             "selected": "last", "best": None, "last": last, "stopped": "trained",
+             "curve": "validation" if n_validation else "test", "validation_samples": n_validation,
+             "test_samples": test.n, "steps": 0, "epochs": 0.0, "train_seconds": timings["train_seconds"],
              "data_write_seconds": timings["data_write_seconds"], "data_load_seconds": timings["data_load_seconds"],
-             "wall_seconds": time.perf_counter() - wall0, "final_eval_seconds": predict_seconds,
+             "wall_seconds": wall_seconds, "final_eval_seconds": predict_seconds,
              "predict_ms_per_row": 1e3 * predict_seconds / test.n, "peak_rss_bytes": peak_rss_bytes(),
              "threads": threads, "omikuji_version": omikuji.__version__, "parabel": settings,
              "beam_size": max(BEAM_SIZE, TOPK), "hyper_parameters": timings["hyper_parameters"],
