@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = {"slide": ROOT / "envs" / "slide.yaml", "tensorflow": ROOT / "envs" / "tensorflow.yaml"}
+ENVS = {"slide": ROOT / "envs" / "slide.yaml", "tensorflow": ROOT / "envs" / "tensorflow.yaml",
+        "parabel": ROOT / "envs" / "parabel.yaml"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
