@@ -5,7 +5,7 @@
 
 Each measurement trains in a fresh process (OpenMP reads its wait policy when it starts). "busy" runs one
 CPU-bound process per allowed core beside it (--hogs to change); "busy, spinning" skips slide.cpu_share, as
-training did before it (OpenMP's default: threads spin at barriers). Rounds alternate the three settings, so a
+training did before it (all threads, OpenMP's default: threads spin at barriers). Rounds alternate the three settings, so a
 drift of the machine's speed affects them alike; the table gives the median over rounds.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def worker(a) -> None:
 
         decision = share_cores(a.threads)
     else:
-        decision = {"wait_policy": "default (not checked)"}
+        decision = {"wait_policy": "default (not checked)", "threads": a.threads}
     import numpy as np
 
     import slide
@@ -56,7 +56,7 @@ def worker(a) -> None:
     data = random_split(128 * 40, a.features, a.labels, 18, 3)
     batches = [data.rows(np.arange(b * 128, (b + 1) * 128)) for b in range(40)]
     layers = [{"sparsity": 1.0}, {"sparsity": 1.0}] if a.dense_output else None
-    net = slide.Network(a.features, a.labels, threads=a.threads, layers=layers)
+    net = slide.Network(a.features, a.labels, threads=decision["threads"], layers=layers)
     for b in range(warmup):
         net.train_batch(batches[b % 40])
     t0 = time.perf_counter()
@@ -93,7 +93,7 @@ def main():
             times["busy, spinning"].append(measure(a, share=False)["ms_per_batch"])
             r = measure(a, share=True)
             times["busy, cpu_share"].append(r["ms_per_batch"])
-            policy = f"{r['wait_policy']} ({r.get('reason', '')})"
+            policy = f"{r['threads']} thread(s), wait policy {r['wait_policy']} ({r.get('reason', '')})"
         finally:
             stop.set()
             for p in hogs:

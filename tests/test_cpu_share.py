@@ -41,13 +41,13 @@ def test_unreadable_proc_gives_none(tmp_path):
     assert cpu_share.free_cores(seconds=0, proc=tmp_path / "missing") is None
 
 
-@pytest.mark.parametrize("free, policy", [(2.0, "default"), (1.6, "default"), (1.2, "PASSIVE"), (0.1, "PASSIVE"),
-                                          (None, "default")])
-def test_policy_follows_the_free_cores(monkeypatch, free, policy):
+@pytest.mark.parametrize("free, policy, threads", [(2.0, "default", 2), (1.6, "default", 2), (1.2, "PASSIVE", 1),
+                                                   (0.1, "PASSIVE", 1), (None, "default", 2)])
+def test_policy_follows_the_free_cores(monkeypatch, free, policy, threads):
     monkeypatch.delenv(cpu_share.ENV, raising=False)
     monkeypatch.delitem(sys.modules, "slide._native", raising=False)
     got = cpu_share.share_cores(2, measure=lambda: free)
-    assert got["wait_policy"] == policy and got["requested_threads"] == 2
+    assert got["wait_policy"] == policy and got["requested_threads"] == 2 and got["threads"] == threads
     assert os.environ.get(cpu_share.ENV) == ("PASSIVE" if policy == "PASSIVE" else None)
     assert got["reason"]
 
@@ -55,7 +55,7 @@ def test_policy_follows_the_free_cores(monkeypatch, free, policy):
 def test_a_policy_the_user_set_is_kept(monkeypatch):
     monkeypatch.setenv(cpu_share.ENV, "ACTIVE")
     got = cpu_share.share_cores(2, measure=lambda: 0.0)
-    assert got["wait_policy"] == "ACTIVE" and "user" in got["reason"]
+    assert got["wait_policy"] == "ACTIVE" and "user" in got["reason"] and got["threads"] == 1
     assert os.environ[cpu_share.ENV] == "ACTIVE"
 
 
@@ -63,7 +63,7 @@ def test_too_late_once_openmp_has_started(monkeypatch):
     monkeypatch.delenv(cpu_share.ENV, raising=False)
     monkeypatch.setitem(sys.modules, "slide._native", object())
     got = cpu_share.share_cores(2, measure=lambda: 0.0)
-    assert got["wait_policy"] == "default" and "OpenMP had started" in got["reason"]
+    assert got["wait_policy"] == "default" and "OpenMP had started" in got["reason"] and got["threads"] == 1
     assert cpu_share.ENV not in os.environ
 
 
@@ -96,6 +96,7 @@ def test_training_records_the_decision_in_final_json(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["wait_policy"] == "PASSIVE" and got["free_cores"] == 0.3 and got["requested_threads"] == 2
+    assert got["threads"] == 1
     assert "OpenMP wait policy: PASSIVE" in r.stderr
     saved = json.loads((tmp_path / "run" / "final.json").read_text())
-    assert saved["cpu_share"] == got
+    assert saved["cpu_share"] == got and saved["threads"] == 1

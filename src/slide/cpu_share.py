@@ -1,15 +1,17 @@
 """Sharing the cores: notice other CPU-bound work before training and stop SLIDE's threads fighting it.
 
-OpenMP threads that reach a barrier first spin, waiting for the others. When other processes hold the same
-cores, a spinning thread takes the time slice that the thread it waits for needs, and every barrier stalls for
-a scheduler tick: on a 2-core machine with other jobs running, a batch of a Delicious-sized network took
-15-43 ms with spinning waits and 1.06 ms with passive ones (1.0 ms quiet). Passive waits (the thread sleeps
-at once) cost little on a quiet machine, where spinning is worth it only for very short parallel regions.
+OpenMP threads that reach a barrier first spin, waiting for the others, and a batch has several barriers.
+When other processes hold the same cores, each barrier waits until the scheduler runs every thread of the
+team again; spinning threads make it worse by burning the time slice the awaited thread needs. Measured on
+2 cores (benchmarks/shared_cores.py, docs/performance.md): with 2 CPU-bound processes beside it, a batch of a
+Delicious-sized network took 3.6x its quiet time with 2 spinning threads, 3.8x with 2 passive ones, and
+less with 1 thread, which has no barriers to wait at.
 
-libgomp reads OMP_WAIT_POLICY once, when the native core loads it, so `share_cores` runs before the core
-is imported: it measures how busy the cores this process may use are (/proc/stat over a short interval) and,
-when fewer are free than threads were asked for, sets OMP_WAIT_POLICY=PASSIVE. A policy the user set is kept.
-The thread count stays: results do not depend on it, and a run that outlives the other work gets its cores back.
+So `share_cores`, run before the native core loads (libgomp reads OMP_WAIT_POLICY once, when it loads),
+measures how busy the cores this process may use are (/proc/stat over a short interval). When fewer are free
+than threads were asked for, the run trains with as many threads as cores are free (at least 1; results do
+not depend on the thread count) and OMP_WAIT_POLICY=PASSIVE. A wait policy the user set is kept. The decision
+holds for the whole run: a run that starts beside other work keeps its fewer threads after that work ends.
 """
 from __future__ import annotations
 
@@ -52,22 +54,24 @@ def free_cores(seconds: float = 0.25, proc: str | os.PathLike = "/proc") -> floa
 def share_cores(threads: int, measure=None) -> dict:
     """Decide the OpenMP wait policy for a run of `threads` threads (before the native core loads) and apply it.
 
-    Returns what was seen and decided, for the log and final.json."""
+    Returns what was seen and decided (`threads`: the count to train with), for the log and final.json."""
     if threads < 1:  # 0: OpenMP's default, every allowed core
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     free = (measure or free_cores)()
     seen = {"requested_threads": threads, "free_cores": None if free is None else round(free, 2)}
-    if os.environ.get(ENV):
-        return {**seen, "wait_policy": os.environ[ENV], "reason": f"{ENV} set by the user"}
     if free is None:
-        return {**seen, "wait_policy": "default", "reason": "CPU load unknown (/proc/stat unreadable)"}
+        return {**seen, "threads": threads, "wait_policy": os.environ.get(ENV, "default"),
+                "reason": "CPU load unknown (/proc/stat unreadable)"}
     if free >= threads - 0.5:
-        return {**seen, "wait_policy": "default", "reason": f"{free:.1f} cores free for {threads} threads"}
+        return {**seen, "threads": threads, "wait_policy": os.environ.get(ENV, "default"),
+                "reason": f"{free:.1f} cores free for {threads} threads"}
+    fewer = max(1, min(threads, int(free + 0.5)))
+    why = f"only {free:.1f} cores free for {threads} threads: other work shares the cores, so {fewer} thread(s)"
+    if os.environ.get(ENV):
+        return {**seen, "threads": fewer, "wait_policy": os.environ[ENV], "reason": f"{why}; {ENV} set by the user"}
     if "slide._native" in sys.modules:  # libgomp has read its settings already
-        return {**seen, "wait_policy": "default",
-                "reason": f"only {free:.1f} cores free for {threads} threads, but OpenMP had started: set {ENV}=PASSIVE "
-                          f"before importing slide to wait passively"}
+        return {**seen, "threads": fewer, "wait_policy": "default",
+                "reason": f"{why}; OpenMP had started, so its wait policy stays (set {ENV}=PASSIVE before importing "
+                          f"slide to wait passively)"}
     os.environ[ENV] = "PASSIVE"
-    return {**seen, "wait_policy": "PASSIVE",
-            "reason": f"only {free:.1f} cores free for {threads} threads: other work shares the cores, so OpenMP "
-                      f"threads wait passively instead of spinning"}
+    return {**seen, "threads": fewer, "wait_policy": "PASSIVE", "reason": f"{why}, waiting passively"}

@@ -94,6 +94,7 @@ def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads
 
     share = share_cores(threads)  # before the native core (and OpenMP) loads
     print(f"cores: {share['reason']} (OpenMP wait policy: {share['wait_policy']})", file=sys.stderr)
+    threads = share["threads"]
     if build_dir is not None:
         from ..native import use_build
 
