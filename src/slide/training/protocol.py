@@ -306,25 +306,36 @@ def _step_name(step: int) -> str:
     return f"step-{step:012d}"
 
 
-def _save_best(model: Model, best_dir: Path, step: int, keep: set) -> None:
-    """Write best/step-<N>/{model, best.json} atomically (like a checkpoint: a temporary folder renamed into
-    place), then remove the other best models except those in `keep` (steps a checkpoint still refers to)."""
-    best_dir.mkdir(parents=True, exist_ok=True)
-    dest = best_dir / _step_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=best_dir))
+def _publish_step(parent: Path, step: int, fill) -> Path:
+    """Create parent/step-<N> atomically: fill(tmp) writes it in a temporary folder, which is fsync'd and then
+    renamed into place, so a kill at any moment leaves either no folder or a complete one. A folder already
+    there (a resumed deterministic run saved this step before) is kept. Returns the folder."""
+    parent.mkdir(parents=True, exist_ok=True)
+    dest = parent / _step_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=parent))
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())
-        model.save(tmp / "model")
-        write_json(tmp / "best.json", {"step": step, "files": _digests(tmp)})
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; give it the permissions of a plain mkdir
+        fill(tmp)
         fsync_tree(tmp)
-        if dest.exists():  # saved before (a resumed deterministic run): keep that one
+        if dest.exists():
             shutil.rmtree(tmp)
         else:
             os.rename(tmp, dest)
-        fsync_path(best_dir)
+        fsync_path(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return dest
+
+
+def _save_best(model: Model, best_dir: Path, step: int, keep: set) -> None:
+    """Write best/step-<N>/{model, best.json} atomically (like a checkpoint: a temporary folder renamed into
+    place), then remove the other best models except those in `keep` (steps a checkpoint still refers to)."""
+    def fill(tmp: Path) -> None:
+        model.save(tmp / "model")
+        write_json(tmp / "best.json", {"step": step, "files": _digests(tmp)})
+
+    dest = _publish_step(best_dir, step, fill)
     _remove_all_but(best_dir, {dest} | {best_dir / _step_name(s) for s in keep if s is not None}, marker="best.json")
 
 
@@ -381,25 +392,14 @@ def _checkpoint(model: Model, ckpt_dir: Path, state: _State, rows: list[dict], f
 
     The metrics rows come from memory, not from metrics.csv: Snakemake deletes a rerun job's outputs.
     """
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    dest = ckpt_dir / f"step-{state.step:012d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".step-", dir=ckpt_dir))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; give it the permissions of a plain mkdir
+    def fill(tmp: Path) -> None:
         model.save(tmp / "model")
         _write_metrics(tmp / "metrics.csv", rows)
         state.fingerprint = fingerprint
         state.files = _digests(tmp)
         write_json(tmp / "state.json", asdict(state))
-        fsync_tree(tmp)
-        if dest.exists():  # this step was saved before (a resumed deterministic run): keep that one
-            shutil.rmtree(tmp)
-        else:
-            os.rename(tmp, dest)
-        fsync_path(ckpt_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    dest = _publish_step(ckpt_dir, state.step, fill)
     _remove_all_but(ckpt_dir, {dest})
 
 
