@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 import slide
 from slide import defaults
 from slide.data.csr import Split
+from slide.training.protocol import peak_rss_bytes
 
 
 def random_split(n, n_features, n_labels, nnz, labels_per, seed=0) -> Split:
@@ -60,7 +60,7 @@ def main():
     print(json.dumps({"seconds_per_batch": dt / a.batches, "cpu_seconds_per_batch": cpu / a.batches, "samples_per_s": a.batch * a.batches / dt,
                       "ms_per_batch_by_phase": {k: round(v, 2) for k, v in phases.items()},
                       "isa": net.native.isa, "threads": net.native.threads,
-                      "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}, indent=1))
+                      "peak_rss_gb": peak_rss_bytes() / 2**30}, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ from workflow_copy import ROOT
 
 SPEC = {"n_train": 4000, "n_test": 1000, "n_features": 20000, "n_labels": 100000, "seed": 1}
 CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     from pathlib import Path
+    from slide.training.protocol import peak_rss_bytes
     from slide.training.slide_model import train_slide
     d, cfg = Path(sys.argv[1]), json.loads(sys.argv[2])
     train_slide(d / "train.npz", d / "test.npz", d / "meta.json", d / "run", config=cfg, threads=2, progress=False)
-    print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(json.dumps({"peak": peak_rss_bytes()}))  # this process's own peak (ru_maxrss would include pytest's)
 """)
 
 
@@ -63,3 +64,16 @@ def test_train_slide_peak_rss_stays_below_its_estimate(data, overlays, tmp_path)
     assert peak < estimate, f"peak RSS {peak / MIB:.0f} MiB, estimate {estimate / MIB:.0f} MiB"
     # and the estimate is not absurdly loose: the data-dependent part is a real share of it
     assert peak > 0.4 * estimate, f"peak RSS {peak / MIB:.0f} MiB, estimate {estimate / MIB:.0f} MiB"
+
+
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """A job started by a large process (Snakemake, pytest) reports its own peak: getrusage's ru_maxrss keeps
+    the parent's size across exec, so a 300 MB parent made every child look at least that large."""
+    import numpy as np
+
+    ballast = np.ones(300 * MIB // 8)  # touched: resident in this (the parent) process
+    code = "import json; from slide.training.protocol import peak_rss_bytes; print(peak_rss_bytes())"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert int(run.stdout.strip()) < 250 * MIB, f"child peak {int(run.stdout) / MIB:.0f} MiB"
+    assert ballast.sum() > 0

@@ -155,6 +155,14 @@ def evaluate(model: Model, split: Split, batch_size: int) -> dict[int, float]:
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process's own address space. Linux's VmHWM, not getrusage's ru_maxrss: that
+    one survives exec, so a job started by a large process (Snakemake, pytest) would report its parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
