@@ -51,8 +51,9 @@ class _OptionsDoc(type):
 
 _NETWORK_DOC = """A SLIDE network: sparse input -> dense ReLU hidden layers -> LSH-sampled output layer.
 
-    hidden: sizes of the hidden layers; layers: one dict per layer (hash, K, L, range_pow, sparsity; missing
-    keys take the core's defaults, native().DEFAULT_LAYERS)."""
+    hidden: sizes of the hidden layers; layers: one dict per layer (hash, K, L, range_pow, sparsity), or None for
+    native().DEFAULT_LAYERS (dense hidden layers, a k-means output layer). Keys a dict leaves out: hash dwta,
+    K/L/range_pow auto, sparsity 1."""
 
 
 class Network(metaclass=_OptionsDoc):
