@@ -253,7 +253,7 @@ PYBIND11_MODULE(_native, m) {
     names.append("layers");
     for (const slide::OptionInfo& o : slide::network_options()) names.append(o.name);
     m.attr("NETWORK_OPTIONS") = py::tuple(names);
-    m.def("best_isa", &slide::best_isa, "Best kernel level this CPU runs: avx512, avx2 or scalar.");
+    m.def("best_isa", &slide::best_isa, "Best kernel level this CPU runs: avx512_bf16, avx512, avx2 or scalar.");
     m.def("resolve_lsh",
           [](const py::dict& spec, int min_active) {
             slide::LayerSpec s = layer_spec(spec);

@@ -81,7 +81,15 @@ struct Network::Layer {
     else std::memcpy(param(part, r), x, sizeof(float) * cols());
   }
   const float* weights_f32() const { return P.data(); }
-  const std::uint16_t* weights_bf16() const { return Q.data(); }
+  // out[i] = row ids[i] . x, and y += sum_i coef[i] * row ids[i] (rows of cols() values), in either storage.
+  void gather_dot(const Kernels& k, const std::int32_t* ids, int m, const float* x, float* out) const {
+    if (bf16) k.gather_dot_bf16(Q.data(), ld, ids, m, x, cols(), out);
+    else k.gather_dot(P.data(), ld, ids, m, x, cols(), out);
+  }
+  void gather_axpy(const Kernels& k, const std::int32_t* ids, const float* coef, int m, float* y) const {
+    if (bf16) k.gather_axpy_bf16(Q.data(), ld, ids, coef, m, cols(), y);
+    else k.gather_axpy(P.data(), ld, ids, coef, m, cols(), y);
+  }
   HashFamily hash;
   HashTables tables;
   // Sparse layers store neuron id perm[r] in row r, a fixed random permutation (the original's _randNode).
@@ -184,7 +192,7 @@ void check_value(const char* name, const std::string& v, const char* choices, do
     throw std::invalid_argument(std::string(name) + " must be " + quoted_choices(choices) + ", got '" + v + "'");
 }
 
-void check_value(const char* name, bool, const char*, double, double, unsigned) { (void)name; }
+void check_value(const char*, bool, const char*, double, double, unsigned) {}
 
 template <class T>
 void check_value(const char* name, T value, const char*, double lo, double hi, unsigned flags) {
@@ -646,8 +654,7 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
       t.z.resize(m);
-      if (o.bf16) k_->gather_dot_bf16(o.weights_bf16(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
-      else k_->gather_dot(o.weights_f32(), o.ld, act.data(), m, hl, o.in_dim, t.z.data());
+      o.gather_dot(*k_, act.data(), m, hl, t.z.data());
       // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
       const int first_random = picked.labels + picked.retrieved;
@@ -675,8 +682,7 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       auto t3 = Clock::now();
       float* dh = row_ptr(ws.dH, s, o.in_dim);
       std::fill(dh, dh + o.in_dim, 0.f);
-      if (o.bf16) k_->gather_axpy_bf16(o.weights_bf16(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
-      else k_->gather_axpy(o.weights_f32(), o.ld, act.data(), dz.data(), m, o.in_dim, dh);
+      o.gather_axpy(*k_, act.data(), dz.data(), m, dh);
       auto t4 = Clock::now();
       t.t_fwd += std::chrono::duration<double>(t3 - t2).count();
       t.t_hash += std::chrono::duration<double>(t2 - t1).count();
@@ -749,8 +755,7 @@ void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H) co
     float* h0 = row_ptr(H[0], s, L0.size);
     const std::int64_t a = x.indptr[s], e = x.indptr[s + 1];
     std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
-    if (L0.bf16) k_->gather_axpy_bf16(L0.weights_bf16(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
-    else k_->gather_axpy(L0.weights_f32(), L0.ld, x.indices + a, x.data + a, static_cast<int>(e - a), L0.size, h0);
+    L0.gather_axpy(*k_, x.indices + a, x.data + a, static_cast<int>(e - a), h0);
     for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
   }
   for (int l = 1; l < nh; ++l) {
@@ -1304,8 +1309,7 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
       select_active(o, h, nullptr, 0, mix(cfg_.seed, kStreamInference, static_cast<std::uint64_t>(s)), act, *ws_, pad,
                     cfg_.inference_neurons());
       z.resize(act.size());
-      if (o.bf16) k_->gather_dot_bf16(o.weights_bf16(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
-      else k_->gather_dot(o.weights_f32(), o.ld, act.data(), static_cast<int>(act.size()), h, dim, z.data());
+      o.gather_dot(*k_, act.data(), static_cast<int>(act.size()), h, z.data());
       for (std::size_t i = 0; i < act.size(); ++i)
         topk_insert(k, out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
     }
