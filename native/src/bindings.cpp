@@ -455,7 +455,7 @@ PYBIND11_MODULE(_native, m) {
                d["range_pow"] = s.range_pow;
                return d;
              }, "The output layer's LSH settings after resolving 'auto'.")
-        .def("save", [](const Network& net, const std::string& path, const std::string& meta) {
+        .def("save", [](Network& net, const std::string& path, const std::string& meta) {
                py::gil_scoped_release nogil;
                net.save(path, meta);
              }, py::arg("path"), py::arg("meta") = "")
@@ -464,7 +464,7 @@ PYBIND11_MODULE(_native, m) {
                return net.load(path);
              }, py::arg("path"), "Load state saved by an identically configured network; returns its meta string.")
         .def_static("read_meta", &Network::read_meta, py::arg("path"))
-        .def("weights", [](const Network& net, int layer) {
+        .def("weights", [](Network& net, int layer) {
                if (layer < 0 || layer >= net.num_layers()) throw std::invalid_argument("no such layer");
                std::int64_t r, c;
                net.weight_shape(layer, &r, &c);
@@ -472,7 +472,7 @@ PYBIND11_MODULE(_native, m) {
                net.copy_weights(layer, out.mutable_data());
                return out;
              }, py::arg("layer"), "Copy of a layer's weights (layer 0: n_features x size; others: size x in_dim).")
-        .def("bias", [](const Network& net, int layer) {
+        .def("bias", [](Network& net, int layer) {
                if (layer < 0 || layer >= net.num_layers()) throw std::invalid_argument("no such layer");
                py::array_t<float> out(net.config().layers[layer].size);
                net.copy_bias(layer, out.mutable_data());

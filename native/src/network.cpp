@@ -24,7 +24,7 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
 constexpr int kMaxThreads = 1024;
 // 2: hash tables stored; 3: checksums, fsync'd writes; 4: k-means centroids and Adam update steps stored
-constexpr std::uint32_t kFormat = 4;
+constexpr std::uint32_t kFormat = 5;
 // Random streams (rng.hpp's mix(seed, stream, counter)): one per kind of random choice, so that changing how
 // many draws one kind makes never shifts another's. Per-layer streams add the layer index.
 enum Stream : std::uint64_t {
@@ -42,7 +42,8 @@ enum Stream : std::uint64_t {
 };
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
-constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
+constexpr int kAutoCellsPow = 8;
+constexpr int kCrowdPending = 64;             // crowd_step: most steps of rises left pending (bounds the history)              // k-means, range_pow auto: 256 cells
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -60,6 +61,7 @@ struct Network::Layer {
   std::int64_t ld = 0;  // row stride = cols
   std::vector<float> b, mb, vb;
   std::vector<std::int64_t> last;  // adam_catchup: the step of each row's last Adam update (rows updated sparsely)
+  std::vector<std::uint8_t> own;   // crowd_step: 1 = the row has been a label or retrieved (it has its own Adam state)
   std::int64_t at(Part part, std::int64_t r) const { return (part * rows() + r) * ld; }
   float* param(Part part, std::int64_t r) { return P.data() + at(part, r); }
   const float* param(Part part, std::int64_t r) const { return P.data() + at(part, r); }
@@ -120,6 +122,8 @@ struct Network::Workspace {
   std::vector<std::vector<float>> dz;             // output layer: d loss / d logit per active neuron
   std::vector<float> loss;
   std::vector<int> has_label;
+  std::vector<int> first_random;      // output layer: per sample, the index in active of its first random negative
+  std::vector<float> random_weight;   // output layer: per sample, 1 / the log-Q multiplier of its random negatives
   // transposition of (row id, sample, coefficient) triples for the gradient pass
   std::vector<std::int32_t> count, slot;  // per row of the layer: entries this batch; its index in touched
   std::vector<std::int32_t> touched, tsample;
@@ -318,7 +322,9 @@ Network::Network(const NetConfig& cfg) : cfg_(cfg) {
 Network::~Network() = default;
 
 std::int64_t Network::n_labels() const { return layers_.back().size; }
-void Network::copy_bias(int index, float* out) const {
+void Network::copy_bias(int index, float* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settle_crowd();
   const Layer& layer = layers_.at(index);
   for (int id = 0; id < layer.size; ++id) out[id] = layer.b[layer.row_of(id)];
 }
@@ -329,7 +335,9 @@ void Network::weight_shape(int index, std::int64_t* rows, std::int64_t* cols) co
   *cols = layer.cols();
 }
 
-void Network::copy_weights(int index, float* out) const {
+void Network::copy_weights(int index, float* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  settle_crowd();
   const Layer& layer = layers_.at(index);
   std::vector<float> buf(layer.cols());
   for (std::int64_t i = 0; i < layer.rows(); ++i) {  // in neuron-id order
@@ -524,6 +532,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
 std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
                                               int n_labels, std::uint64_t salt, bool pad) {
   std::lock_guard<std::mutex> lock(mu_);
+  settle_crowd();
   validate_batch(x, nullptr);
   if (row < 0 || row >= x.rows) throw std::invalid_argument("row out of range");
   for (int i = 0; i < n_labels; ++i)
@@ -558,10 +567,13 @@ float Network::train_batch(const Csr& x, const Csr& y) {
     ws.dz.resize(B);
     ws.loss.resize(B);
     ws.has_label.resize(B);
+    ws.first_random.resize(B);
+    ws.random_weight.resize(B);
     ws.batch = B;
   }
   for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0, t.n_labels = t.n_retrieved = t.n_random = 0;
 
+  if (crowd() && step_ - crowd_settled_ >= kCrowdPending) settle_crowd();
   auto t0 = Clock::now();
   hidden_layers(x, ws.H);  // every hidden layer for the whole batch
   times_.forward += since(t0);
@@ -635,6 +647,7 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
   const float inv_b = 1.f / static_cast<float>(B);
   const std::uint64_t batch_seed = mix(cfg_.seed, kStreamBatch, static_cast<std::uint64_t>(step_));
   const bool per_sample_padding = cfg_.padding == "sample";
+  const bool crowd_on = crowd();
   const auto t_region = Clock::now();
 #pragma omp parallel num_threads(threads_)
   {
@@ -662,6 +675,15 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
                               ? static_cast<float>(std::log(static_cast<double>(o.size - first_random) / (m - first_random)))
                               : 0.f;
       for (int i = 0; i < m; ++i) t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
+      ws.first_random[s] = first_random;
+      ws.random_weight[s] = std::exp(-log_q);
+      if (crowd_on && !crowd_steps_.empty() && !o.own.empty()) {  // crowd_step: the rises not yet applied
+        crowd_pending(hl, t.g);
+        for (int i = 0; i < m; ++i) {
+          const std::int32_t r = act[i];
+          if (o.own[r] == 1) t.z[i] += t.g[std::max(o.last[r], crowd_settled_) - crowd_settled_];
+        }
+      }
       std::vector<float>& dz = ws.dz[s];
       dz.resize(m);
       ws.has_label[s] = nl > 0;
@@ -887,6 +909,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   // Output layer: rows are active neurons, coefficients dz, sample vectors H_last.
   // Input layer: rows are input features, coefficients the feature values, sample vectors D_0.
   const std::int64_t nrows = layer.rows();
+  const bool crowd = !layer.input && this->crowd();
   ws.count.assign(nrows, 0);
   if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
   ws.touched.clear();
@@ -899,7 +922,12 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         const auto& act = ws.active[s];
         const auto& dz = ws.dz[s];
         if (!ws.has_label[s]) continue;
-        for (std::size_t i = 0; i < act.size(); ++i) fn(act[i], s, dz[i]);
+        // crowd_step: a random negative's own gradient is its true share of the softmax, not the log-Q weighted
+        // one that stands for the whole crowd in the softmax and the hidden layer's gradient (the crowd's step
+        // covers the rest)
+        const std::size_t fr = crowd ? static_cast<std::size_t>(ws.first_random[s]) : act.size();
+        const float rw = ws.random_weight[s];
+        for (std::size_t i = 0; i < act.size(); ++i) fn(act[i], s, i < fr ? dz[i] : dz[i] * rw);
       }
     }
   };
@@ -934,12 +962,24 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   }
   const std::vector<float>& V = layer.input ? ws.D[0] : ws.H[nh - 1];  // per-sample vectors of length cols
   const bool catchup = cfg_.adam_catchup && !cfg_.dense_adam;
-  if (catchup && layer.last.empty()) layer.last.assign(nrows, 0);
+  if ((catchup || crowd) && layer.last.empty()) layer.last.assign(nrows, 0);
   const std::int64_t ntouched = static_cast<std::int64_t>(ws.touched.size());
-
+  // crowd_step: the crowd's step this batch; rows that are labels or retrieved join the rows with their own state
+  // (2: joined in this batch); a row that is only a random negative and has never joined is not updated
+  const int cw = cols + 1;
+  if (crowd) {
+    crowd_step();
+    if (layer.own.empty()) layer.own.assign(nrows, 0);
+    for (std::int64_t s = 0; s < B; ++s)
+      if (ws.has_label[s])
+        for (int i = 0; i < ws.first_random[s]; ++i) {
+          std::uint8_t& f = layer.own[ws.active[s][i]];
+          if (!f) f = 2;
+        }
+  }
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> g(cols);
+    std::vector<float> g(crowd ? 3 * cols + 1 : cols);  // crowd_step: gradient, rise, bf16 row
     // gradient of row r from its slot's (sample, coefficient) entries (none: zero gradient), then Adam
     auto update = [&](std::int64_t r, std::int64_t slot) {
       std::fill(g.begin(), g.end(), 0.f);
@@ -950,8 +990,28 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
                         g.data());
         for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
       }
+      if (crowd) {
+        if (!layer.own[r]) return;  // in the crowd: it moves with it, which is no move relative to it
+        // relative to the crowd, a row with its own state rises by every crowd step since its last update
+        const std::int64_t since = layer.own[r] == 2 ? step_ - 1 : std::max(layer.last[r], crowd_settled_);
+        layer.own[r] = 1;
+        const float* c1 = crowd_at(step_);
+        const float* c0 = crowd_at(since);
+        float* rise = g.data() + cols;  // g has room: cols + cols + 1 + cols
+        for (int d = 0; d < cw; ++d) rise[d] = c1[d] - c0[d];
+        if (layer.bf16) {
+          float* buf = rise + cw;
+          const float* wr = layer.row(Layer::kWeights, r, buf, *k_);
+          if (wr != buf) std::copy(wr, wr + cols, buf);
+          k_->axpy(buf, 1.f, rise, cols);
+          layer.set_row(Layer::kWeights, r, buf, *k_);
+        } else {
+          k_->axpy(layer.w(r), 1.f, rise, cols);
+        }
+        layer.b[r] += rise[cols];
+      }
       adam_row(layer, li, r, g.data(), gb, catchup ? step_ - 1 - layer.last[r] : 0, lr_t);
-      if (catchup) layer.last[r] = step_;
+      if (catchup || crowd) layer.last[r] = step_;
     };
     if (!cfg_.dense_adam) {
 #pragma omp for schedule(dynamic, 64)
@@ -981,6 +1041,107 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
     for (std::int64_t s = 0; s < B; ++s) k_->axpy(gb.data(), 1.f, ws.D[0].data() + s * layer.size, layer.size);
     k_->adam(layer.b.data(), layer.mb.data(), layer.vb.data(), gb.data(), layer.size, lr_t, b1, b2, eps);
   }
+}
+
+bool Network::crowd() const {
+  return cfg_.crowd_step > 0 && !cfg_.dense_adam && layers_.back().sparse;
+}
+
+const float* Network::crowd_at(std::int64_t step) const {
+  return crowd_steps_.data() + (step - crowd_settled_) * (layers_.back().in_dim + 1);
+}
+
+// crowd_step: full softmax gives every output neuron an Adam step each batch. Those outside the active sets (the
+// crowd) have gradients nearly proportional to one vector, the batch's last hidden outputs weighted by the crowd's
+// share of each sample's softmax (its random negatives estimate it), and Adam's step does not depend on that
+// scale: one state, that of the mean crowd neuron, stands for all of them. Softmax is unchanged when every neuron
+// moves alike, so the crowd stays put and the rows with their own state rise by (a share of) its step instead.
+// Appends the cumulative step through this step to crowd_steps_.
+void Network::crowd_step() {
+  Workspace& ws = *ws_;
+  const Layer& o = layers_.back();
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const int cols = o.in_dim, cw = cols + 1;
+  if (crowd_m_.empty()) {
+    crowd_m_.assign(cw, 0.f);
+    crowd_v_.assign(cw, 0.f);
+  }
+  if (crowd_steps_.empty()) {  // nothing pending: the cumulative step starts at zero
+    crowd_settled_ = step_ - 1;
+    crowd_steps_.assign(cw, 0.f);
+  }
+  std::vector<float> g(cw, 0.f);
+  for (std::int64_t s = 0; s < ws.batch; ++s) {
+    if (!ws.has_label[s]) continue;
+    const auto& dz = ws.dz[s];
+    const int fr = ws.first_random[s], m = static_cast<int>(dz.size());
+    if (m <= fr) continue;
+    double mass = 0;  // the crowd's share of the sample's softmax, times 1 / batch
+    for (int i = fr; i < m; ++i) mass += dz[i];
+    const float a = static_cast<float>(mass / static_cast<double>(o.size - fr));  // per crowd neuron
+    k_->axpy(g.data(), a, ws.H[nh - 1].data() + s * cols, cols);
+    g[cols] += a;
+  }
+  const float b1 = static_cast<float>(cfg_.beta1), b2 = static_cast<float>(cfg_.beta2);
+  const float eps = static_cast<float>(cfg_.eps);
+  const float lr_t = static_cast<float>(cfg_.crowd_step * adam_lr(step_));
+  const std::size_t base = crowd_steps_.size();
+  crowd_steps_.resize(base + cw);
+  const float* prev = crowd_steps_.data() + base - cw;
+  float* cur = crowd_steps_.data() + base;
+  for (int d = 0; d < cw; ++d) {
+    crowd_m_[d] = b1 * crowd_m_[d] + (1 - b1) * g[d];
+    crowd_v_[d] = b2 * crowd_v_[d] + (1 - b2) * g[d] * g[d];
+    cur[d] = prev[d] + lr_t * crowd_m_[d] / (std::sqrt(crowd_v_[d]) + eps);
+  }
+}
+
+// The pending rises' contribution to the logits of a sample with last hidden output h: out[k] for the rows last
+// risen through step crowd_settled_ + k (so the forward pass sees the weights the model has).
+void Network::crowd_pending(const float* h, std::vector<float>& out) const {
+  const int cols = layers_.back().in_dim;
+  const std::int64_t n = step_ - crowd_settled_;
+  out.assign(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)) + 1, 0.f);
+  if (n <= 0) return;
+  const float* c1 = crowd_at(step_);
+  for (std::int64_t k = 0; k < n; ++k) {
+    const float* c0 = crowd_at(crowd_settled_ + k);
+    float z = c1[cols] - c0[cols];
+    for (int d = 0; d < cols; ++d) z += (c1[d] - c0[d]) * h[d];
+    out[k] = z;
+  }
+}
+
+void Network::settle_crowd() {
+  if (crowd_steps_.empty()) return;
+  Layer& o = layers_.back();
+  const int cols = o.in_dim, cw = cols + 1;
+  if (crowd_settled_ < step_ && !o.own.empty()) {
+    const float* c1 = crowd_at(step_);
+#pragma omp parallel num_threads(threads_)
+    {
+      std::vector<float> rise(cw), buf(cols);
+#pragma omp for schedule(static)
+      for (std::int64_t r = 0; r < o.size; ++r) {
+        if (o.own[r] != 1) continue;
+        const std::int64_t since = std::max(o.last[r], crowd_settled_);
+        if (since >= step_) continue;
+        const float* c0 = crowd_at(since);
+        for (int d = 0; d < cw; ++d) rise[d] = c1[d] - c0[d];
+        if (o.bf16) {
+          const float* wr = o.row(Layer::kWeights, r, buf.data(), *k_);
+          if (wr != buf.data()) std::copy(wr, wr + cols, buf.begin());
+          k_->axpy(buf.data(), 1.f, rise.data(), cols);
+          o.set_row(Layer::kWeights, r, buf.data(), *k_);
+        } else {
+          k_->axpy(o.w(r), 1.f, rise.data(), cols);
+        }
+        o.b[r] += rise[cols];
+      }
+    }
+  }
+  crowd_settled_ = step_;
+  crowd_steps_.assign(cw, 0.f);  // only differences matter: restart the cumulative step at zero
 }
 
 // Adam step of row r (and its bias, except on the input layer) with gradient g, gb, after `idle` steps without an
@@ -1075,6 +1236,7 @@ void Network::maybe_rehash() {
       next_rebuild_ += rebuild_interval_;
     }
   const auto t0 = Clock::now();
+  settle_crowd();
   for (Layer& layer : layers_)
     if (layer.sparse) rehash_layer(layer, rebuild);
   times_.rehash += since(t0);
@@ -1278,6 +1440,7 @@ void Network::topk_dense(const float* H, std::int64_t n, int k, std::int32_t* ou
 
 void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_ids, float* out_scores) {
   std::lock_guard<std::mutex> lock(mu_);
+  settle_crowd();
   validate_batch(x, nullptr);
   const Layer& o = layers_.back();
   if (k < 1 || k > o.size) throw std::invalid_argument("k must be in [1, n_labels]");
@@ -1320,6 +1483,7 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
 
 LshStats Network::lsh_stats(const Csr& x, int k, int budget) {
   std::lock_guard<std::mutex> lock(mu_);
+  settle_crowd();
   validate_batch(x, nullptr);
   const Layer& o = layers_.back();
   if (k < 1 || k > o.size) throw std::invalid_argument("k must be in [1, n_labels]");
@@ -1362,14 +1526,16 @@ LshStats Network::lsh_stats(const Csr& x, int k, int budget) {
 }
 
 // ---- save / load ------------------------------------------------------------------------------------
-// File layout (format 4): magic, format, meta length, meta (JSON), XXH64 of these header bytes, counters,
+// File layout (format 5): magic, format, meta length, meta (JSON), XXH64 of these header bytes, counters,
 // then per layer the weights and Adam moments (fp32 whatever the precision), biases, each row's last Adam step,
-// the hash tables of sparse layers (and k-means centroids), then an XXH64 checksum of every byte before it. load() checks the checksum before it touches the network, then the values themselves.
+// the hash tables of sparse layers (and k-means centroids), then crowd_step's state (the crowd's Adam moments,
+// which output rows have their own state; rises are applied before saving), then an XXH64 checksum of every byte before it. load() checks the checksum before it touches the network, then the values themselves.
 namespace {
 // XXH64 (the public xxHash algorithm), streaming: the checksum is computed while writing.
 class Xxh64 {
  public:
   void update(const void* data, std::size_t n) {
+    if (n == 0) return;  // data may be null (an empty array)
     const auto* p = static_cast<const unsigned char*>(data);
     total_ += n;
     if (fill_ + n < 32) {
@@ -1532,8 +1698,9 @@ void sync_path(const std::string& path) {
 }
 }  // namespace
 
-void Network::save(const std::string& path, const std::string& meta) const {
+void Network::save(const std::string& path, const std::string& meta) {
   std::lock_guard<std::mutex> lock(mu_);
+  settle_crowd();
   // a hidden temporary beside the file (slide.training.protocol removes one a killed run left)
   const std::size_t slash = path.find_last_of('/');
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
@@ -1575,6 +1742,13 @@ void Network::save(const std::string& path, const std::string& meta) const {
         o.write(layer.tables.ids(), static_cast<std::size_t>(layer.tables.L()) * layer.tables.N() * sizeof(std::int32_t));
         if (layer.hash.kind() == HashKind::Kmeans) put_array(o, layer.hash.centroids().data(), layer.hash.centroids().size());
       }
+    }
+    {  // crowd_step (empty when off or before the first batch)
+      put_array(o, crowd_m_.data(), crowd_m_.size());
+      put_array(o, crowd_v_.data(), crowd_v_.size());
+      const auto& own = layers_.back().own;
+      put(o, static_cast<std::uint64_t>(own.size()));
+      if (!own.empty()) o.write(own.data(), own.size());
     }
     const std::uint64_t sum = o.h.digest();
     o.f.write(reinterpret_cast<const char*>(&sum), sizeof(sum));
@@ -1679,8 +1853,36 @@ std::string Network::load(const std::string& path) {
       }
     }
   }
+  std::vector<float> cm, cv;
+  std::vector<std::uint8_t> own;
+  {  // crowd_step
+    const std::uint64_t cw = static_cast<std::uint64_t>(layers_.back().in_dim) + 1;
+    for (auto* a : {&cm, &cv}) {
+      std::uint64_t n;
+      get(f, n, path);
+      if (n != 0 && n != cw) throw std::runtime_error(path + ": crowd Adam state of the wrong size (corrupt file?)");
+      a->resize(n);
+      if (n && !f.read(reinterpret_cast<char*>(a->data()), static_cast<std::streamsize>(n * sizeof(float))))
+        throw std::runtime_error(path + ": truncated model file");
+      check_values(a->data(), n, a == &cv, path, "crowd Adam state");
+    }
+    std::uint64_t n;
+    get(f, n, path);
+    if (n != 0 && n != static_cast<std::uint64_t>(layers_.back().size))
+      throw std::runtime_error(path + ": crowd flags of the wrong size (corrupt file?)");
+    own.resize(n);
+    if (n && !f.read(reinterpret_cast<char*>(own.data()), static_cast<std::streamsize>(n)))
+      throw std::runtime_error(path + ": truncated model file");
+    for (std::uint8_t b : own)
+      if (b > 1) throw std::runtime_error(path + ": crowd flag not 0 or 1 (corrupt file?)");
+  }
   if (static_cast<std::uint64_t>(f.tellg()) != payload)
     throw std::runtime_error(path + ": unexpected data after the model (corrupt file?)");
+  crowd_m_ = std::move(cm);
+  crowd_v_ = std::move(cv);
+  layers_.back().own = std::move(own);
+  crowd_steps_.clear();
+  crowd_settled_ = step;
   step_ = step;
   samples_ = samples;
   next_rehash_ = next_rehash;

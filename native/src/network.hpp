@@ -89,7 +89,7 @@ class Network {
   // Candidates per row and recall of the dense top-k by the tables alone.
   // budget: neurons retrieved per row with select: topk (0 = the inference budget).
   LshStats lsh_stats(const Csr& x, int k, int budget = 0);
-  void save(const std::string& path, const std::string& meta) const;
+  void save(const std::string& path, const std::string& meta);
   // Load weights, optimiser state and counters saved by a network of identical configuration; returns meta.
   std::string load(const std::string& path);
   static std::string read_meta(const std::string& path);
@@ -110,8 +110,8 @@ class Network {
   std::int64_t n_labels() const;
   // Read-only views of the parameters (tests compare them against a numpy reference).
   void weight_shape(int layer, std::int64_t* rows, std::int64_t* cols) const;
-  void copy_weights(int layer, float* out) const;
-  void copy_bias(int layer, float* out) const;  // in neuron-id order
+  void copy_weights(int layer, float* out);
+  void copy_bias(int layer, float* out);  // in neuron-id order
   int num_layers() const { return static_cast<int>(cfg_.layers.size()); }
 
   struct Layer;
@@ -158,6 +158,18 @@ class Network {
   mutable std::vector<double> lr_table_;  // adam_lr by step (grown on demand; calls hold mu_)
   mutable bool lr_converged_ = false;
   std::vector<float> idle_decay1_, idle_decay2_;
+  // crowd_step: Adam moments of the mean gradient of the output neurons outside the active sets (in_dim weights,
+  // then the bias), and the crowd's cumulative step since crowd_settled_: entry k of crowd_steps_ (in_dim + 1
+  // floats) is the step through step crowd_settled_ + k. Every row that has its own state (Layer::own) has risen
+  // by the crowd's steps through crowd_settled_; the rest is pending until its next update or the next settle.
+  std::vector<float> crowd_m_, crowd_v_, crowd_steps_;
+  bool crowd() const;
+  void crowd_step();
+  const float* crowd_at(std::int64_t step) const;
+  void crowd_pending(const float* h, std::vector<float>& out) const;
+  // apply every pending rise (before rehashing, inference, copies and saving: stored weights are the model's)
+  void settle_crowd();
+  std::int64_t crowd_settled_ = 0;
 
   NetConfig cfg_;
   const Kernels* k_;
