@@ -676,7 +676,11 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
                               : 0.f;
       for (int i = 0; i < m; ++i) t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
       ws.first_random[s] = first_random;
-      ws.random_weight[s] = std::exp(-log_q);
+      // crowd_step: a random negative's own update takes its true share of the softmax where the batch draws each
+      // crowd row less than once on average (a rare log-Q weighted spike would swamp the row's Adam state), and
+      // the log-Q weighted share (an unbiased estimate of its full gradient) where it draws each one more often
+      ws.random_weight[s] =
+          B * static_cast<double>(m - first_random) < static_cast<double>(o.size - first_random) ? std::exp(-log_q) : 1.f;
       if (crowd_on && !crowd_steps_.empty() && !o.own.empty()) {  // crowd_step: the rises not yet applied
         crowd_pending(hl, t.g);
         for (int i = 0; i < m; ++i) {

@@ -47,10 +47,10 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(adam_catchup, bool, true, "", 0, 0, kClosed,                                                                      \
     "sparse Adam: when a row is next touched, first take in closed form the momentum steps dense Adam takes while "   \
     "it is idle")                                                                                                    \
-  X(crowd_step, double, 0, "", 0, 1, kClosed,                                                                        \
+  X(crowd_step, double, 0.5, "", 0, 1, kClosed,                                                                      \
     "sparse Adam closer to full softmax's: the output neurons outside a batch's active sets all take one normalised " \
     "step, tracked once for all; each neuron that has been a label or retrieved rises relative to them by this "      \
-    "share of it, and random negatives update with their true share; 0 = off")                                     \
+    "share of it; 0 = off")                                                                                          \
   X(dwta_compat_shift, bool, false, "", 0, 0, kClosed, "the shipped code's overlapping DWTA bucket index")            \
   X(precision, std::string, "fp32", "fp32|bf16", 0, 0, kClosed,                                                       \
     "storage of the input and output layers' weights and Adam moments: fp32, or bfloat16 (half the memory and "       \
