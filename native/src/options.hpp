@@ -47,7 +47,7 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(adam_catchup, bool, true, "", 0, 0, kClosed,                                                                      \
     "sparse Adam: when a row is next touched, first take in closed form the momentum steps dense Adam takes while "   \
     "it is idle")                                                                                                    \
-  X(crowd_step, double, 0.5, "", 0, 1, kClosed,                                                                      \
+  X(crowd_step, double, 0, "", 0, 1, kClosed,                                                                        \
     "sparse Adam closer to full softmax's: the output neurons outside a batch's active sets all take one normalised " \
     "step, tracked once for all; each neuron that has been a label or retrieved rises relative to them by this "      \
     "share of it; 0 = off")                                                                                          \
