@@ -457,8 +457,14 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     auto better = [&](std::int32_t a, std::int32_t b) {
       return t.cell_score[a] > t.cell_score[b] || (t.cell_score[a] == t.cell_score[b] && a < b);
     };
+    // rank_pool: gather more than the room, then keep the best by exact score (the cell that fills the budget
+    // may hold far more neurons than fit, in no useful order)
+    const int room = fill_to - n_lab;
+    const int limit = topk && cfg_.rank_pool > 1
+                          ? static_cast<int>(std::min<double>(o.size, n_lab + std::ceil(cfg_.rank_pool * room)))
+                          : fill_to;
     int sorted = 0;
-    for (int i = 0; i < C && (topk ? static_cast<int>(active.size()) < fill_to : i < 1); ++i) {
+    for (int i = 0; i < C && (topk ? static_cast<int>(active.size()) < limit : i < 1); ++i) {
       if (i == sorted) {  // sort the next chunk of cells only when needed
         const int next = std::min(C, std::max(8, 2 * sorted));
         std::partial_sort(t.rank.begin() + sorted, t.rank.begin() + next, t.rank.end(), better);
@@ -466,7 +472,22 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       }
       int len;
       const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[i]), &len);
-      for (int j = 0; j < len && (!topk || static_cast<int>(active.size()) < fill_to); ++j) add(ids[j]);
+      for (int j = 0; j < len && (!topk || static_cast<int>(active.size()) < limit); ++j) add(ids[j]);
+    }
+    const int pooled = static_cast<int>(active.size()) - n_lab;
+    if (limit > fill_to && pooled > room) {
+      t.z.resize(pooled);
+      o.gather_dot(*k_, active.data() + n_lab, pooled, h, t.z.data());
+      for (int i = 0; i < pooled; ++i) t.z[i] += o.b[active[n_lab + i]];
+      t.rank.resize(pooled);
+      std::iota(t.rank.begin(), t.rank.end(), 0);
+      std::partial_sort(t.rank.begin(), t.rank.begin() + room, t.rank.end(), [&](std::int32_t a, std::int32_t b) {
+        return t.z[a] > t.z[b] || (t.z[a] == t.z[b] && a < b);
+      });
+      t.cand.assign(active.begin() + n_lab, active.end());
+      active.resize(n_lab);
+      for (int i = 0; i < room; ++i) active.push_back(t.cand[t.rank[i]]);
+      for (int i = room; i < pooled; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark
     }
   } else {
     const int tables = o.hash.L();

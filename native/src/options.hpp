@@ -26,6 +26,9 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(random_share, double, 0.5, "", 0, 1, kClosed,                                                                     \
     "topk: share of the budget given to random negatives in training, each weighted (log Q) to stand for the "        \
     "neurons not retrieved")                                                                                         \
+  X(rank_pool, double, 1, "", 1, kInf, kClosed,                                                                      \
+    "topk with k-means cells: take this many times the room from the best cells, score them exactly and keep the "   \
+    "best (1 = the cells' members in cell order, unscored)")                                                        \
   X(mips, bool, true, "", 0, 0, kClosed,                                                                              \
     "hash neurons for maximum inner product (centred weights, bias and a norm coordinate), not their weights alone") \
   X(inference, std::string, "dense", "dense|sparse", 0, 0, kClosed,                                                   \
