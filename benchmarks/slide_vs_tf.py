@@ -4,7 +4,8 @@
 
 Both systems train under the shared protocol (same batches, same evaluation subset, train_seconds without
 evaluation). Reports seconds per batch, TF full softmax's final P@1 on the evaluation subset, and when
-SLIDE first reaches it (slide.report.summary.time_to_target: interpolated between evaluations), plus the ratios.
+SLIDE first reaches it (slide.report.summary.time_to_target: interpolated between evaluations), plus the ratios,
+and both systems' P@1 at each evaluation step (per-step progress; a reused TF run needs the same --eval-every and --eval-samples).
 """
 from __future__ import annotations
 
@@ -79,6 +80,11 @@ def main():
     for s, r in results.items():
         print(f"| {s} | {r['epochs']:.0f} | {r['seconds_per_batch']:.4f} | {r['p_at_1']:.3f} | "
               f"{float(rows[s]['p_at_1'].iloc[-1]):.3f} | {r['peak_rss_bytes'] / 1e9:.2f} |")
+    steps = rows["tf_full"].merge(rows["slide"], on="step", suffixes=("_tf", "_slide"))
+    print("\nper step, P@1 on the evaluation rows (the same batches and rows for both):")
+    print("| step | TF full | SLIDE |\n|---|---|---|")
+    for _, r in steps.iterrows():
+        print(f"| {int(r['step'])} | {r['p_at_1_tf']:.4f} | {r['p_at_1_slide']:.4f} |")
     print(f"\nper-batch speedup SLIDE vs TF full: {spb['tf_full'] / spb['slide']:.1f}x")
     print(f"target = TF full's last evaluation P@1 = {target:.3f}: TF full reached it at {t_tf:.1f} s of training; "
           + (f"SLIDE at {t_slide:.1f} s -> {t_tf / t_slide:.1f}x sooner" if t_slide == t_slide
