@@ -23,7 +23,8 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
 constexpr int kMaxThreads = 1024;
-// 2: hash tables stored; 3: checksums, fsync'd writes; 4: k-means centroids and Adam update steps stored
+// 2: hash tables stored; 3: checksums, fsync'd writes; 4: k-means centroids and Adam update steps stored;
+// 5: crowd_step's state stored
 constexpr std::uint32_t kFormat = 5;
 // Random streams (rng.hpp's mix(seed, stream, counter)): one per kind of random choice, so that changing how
 // many draws one kind makes never shifts another's. Per-layer streams add the layer index.
@@ -42,8 +43,8 @@ enum Stream : std::uint64_t {
 };
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
-constexpr int kAutoCellsPow = 8;
-constexpr int kCrowdPending = 64;             // crowd_step: most steps of rises left pending (bounds the history)              // k-means, range_pow auto: 256 cells
+constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
+constexpr int kCrowdPending = 64;             // crowd_step: most steps of rises left pending (bounds the history)
 }  // namespace
 
 // One layer. Layer 0 reads the sparse input and stores W feature-major (n_features x size), so a sample
@@ -697,16 +698,16 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
                               : 0.f;
       for (int i = 0; i < m; ++i) t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
       ws.first_random[s] = first_random;
-      // crowd_step: a random negative's own update takes its true share of the softmax where the batch draws each
-      // crowd row less than once on average (a rare log-Q weighted spike would swamp the row's Adam state), and
-      // the log-Q weighted share (an unbiased estimate of its full gradient) where it draws each one more often
-      ws.random_weight[s] =
-          B * static_cast<double>(m - first_random) < static_cast<double>(o.size - first_random) ? std::exp(-log_q) : 1.f;
-      if (crowd_on && !crowd_steps_.empty() && !o.own.empty()) {  // crowd_step: the rises not yet applied
-        crowd_pending(hl, t.g);
-        for (int i = 0; i < m; ++i) {
-          const std::int32_t r = act[i];
-          if (o.own[r] == 1) t.z[i] += t.g[std::max(o.last[r], crowd_settled_) - crowd_settled_];
+      if (crowd_on) {
+        // a random negative's own update takes its true share of the softmax where the batch draws each crowd row
+        // less than once on average (a rare log-Q weighted spike would swamp the row's Adam state), and the log-Q
+        // weighted share (an unbiased estimate of its full gradient) where it draws each one more often
+        ws.random_weight[s] =
+            B * static_cast<double>(m - first_random) < static_cast<double>(o.size - first_random) ? std::exp(-log_q) : 1.f;
+        if (!crowd_steps_.empty() && !o.own.empty()) {  // the rises not yet applied
+          crowd_pending(hl, t.g);
+          for (int i = 0; i < m; ++i)
+            if (o.own[act[i]] == 1) t.z[i] += t.g[risen_through(o, act[i]) - crowd_settled_];
         }
       }
       std::vector<float>& dz = ws.dz[s];
@@ -991,7 +992,6 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   const std::int64_t ntouched = static_cast<std::int64_t>(ws.touched.size());
   // crowd_step: the crowd's step this batch; rows that are labels or retrieved join the rows with their own state
   // (2: joined in this batch); a row that is only a random negative and has never joined is not updated
-  const int cw = cols + 1;
   if (crowd) {
     crowd_step();
     if (layer.own.empty()) layer.own.assign(nrows, 0);
@@ -1004,7 +1004,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   }
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> g(crowd ? 3 * cols + 1 : cols);  // crowd_step: gradient, rise, bf16 row
+    std::vector<float> g(crowd ? 3 * cols + 1 : cols);  // crowd_step: gradient, then rise_row's scratch
     // gradient of row r from its slot's (sample, coefficient) entries (none: zero gradient), then Adam
     auto update = [&](std::int64_t r, std::int64_t slot) {
       std::fill(g.begin(), g.end(), 0.f);
@@ -1018,22 +1018,9 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
       if (crowd) {
         if (!layer.own[r]) return;  // in the crowd: it moves with it, which is no move relative to it
         // relative to the crowd, a row with its own state rises by every crowd step since its last update
-        const std::int64_t since = layer.own[r] == 2 ? step_ - 1 : std::max(layer.last[r], crowd_settled_);
+        const std::int64_t since = layer.own[r] == 2 ? step_ - 1 : risen_through(layer, r);
         layer.own[r] = 1;
-        const float* c1 = crowd_at(step_);
-        const float* c0 = crowd_at(since);
-        float* rise = g.data() + cols;  // g has room: cols + cols + 1 + cols
-        for (int d = 0; d < cw; ++d) rise[d] = c1[d] - c0[d];
-        if (layer.bf16) {
-          float* buf = rise + cw;
-          const float* wr = layer.row(Layer::kWeights, r, buf, *k_);
-          if (wr != buf) std::copy(wr, wr + cols, buf);
-          k_->axpy(buf, 1.f, rise, cols);
-          layer.set_row(Layer::kWeights, r, buf, *k_);
-        } else {
-          k_->axpy(layer.w(r), 1.f, rise, cols);
-        }
-        layer.b[r] += rise[cols];
+        rise_row(layer, r, since, g.data() + cols);  // g has room: cols, then cols + 1 + cols
       }
       adam_row(layer, li, r, g.data(), gb, catchup ? step_ - 1 - layer.last[r] : 0, lr_t);
       if (catchup || crowd) layer.last[r] = step_;
@@ -1137,36 +1124,43 @@ void Network::crowd_pending(const float* h, std::vector<float>& out) const {
   }
 }
 
+// The step through which a row with its own state has risen (its last update, or the last settle).
+std::int64_t Network::risen_through(const Layer& o, std::int64_t r) const { return std::max(o.last[r], crowd_settled_); }
+
+// Row r of the output layer rises by the crowd's steps after step `since` through this one (weights and bias).
+// scratch: 2 * in_dim + 1 floats.
+void Network::rise_row(Layer& o, std::int64_t r, std::int64_t since, float* scratch) {
+  const int cols = o.in_dim;
+  const float* c1 = crowd_at(step_);
+  const float* c0 = crowd_at(since);
+  float* rise = scratch;
+  for (int d = 0; d <= cols; ++d) rise[d] = c1[d] - c0[d];
+  if (o.bf16) {
+    float* buf = scratch + cols + 1;
+    const float* wr = o.row(Layer::kWeights, r, buf, *k_);
+    if (wr != buf) std::copy(wr, wr + cols, buf);
+    k_->axpy(buf, 1.f, rise, cols);
+    o.set_row(Layer::kWeights, r, buf, *k_);
+  } else {
+    k_->axpy(o.w(r), 1.f, rise, cols);
+  }
+  o.b[r] += rise[cols];
+}
+
 void Network::settle_crowd() {
   if (crowd_steps_.empty()) return;
   Layer& o = layers_.back();
-  const int cols = o.in_dim, cw = cols + 1;
   if (crowd_settled_ < step_ && !o.own.empty()) {
-    const float* c1 = crowd_at(step_);
 #pragma omp parallel num_threads(threads_)
     {
-      std::vector<float> rise(cw), buf(cols);
+      std::vector<float> scratch(2 * o.in_dim + 1);
 #pragma omp for schedule(static)
-      for (std::int64_t r = 0; r < o.size; ++r) {
-        if (o.own[r] != 1) continue;
-        const std::int64_t since = std::max(o.last[r], crowd_settled_);
-        if (since >= step_) continue;
-        const float* c0 = crowd_at(since);
-        for (int d = 0; d < cw; ++d) rise[d] = c1[d] - c0[d];
-        if (o.bf16) {
-          const float* wr = o.row(Layer::kWeights, r, buf.data(), *k_);
-          if (wr != buf.data()) std::copy(wr, wr + cols, buf.begin());
-          k_->axpy(buf.data(), 1.f, rise.data(), cols);
-          o.set_row(Layer::kWeights, r, buf.data(), *k_);
-        } else {
-          k_->axpy(o.w(r), 1.f, rise.data(), cols);
-        }
-        o.b[r] += rise[cols];
-      }
+      for (std::int64_t r = 0; r < o.size; ++r)
+        if (o.own[r] == 1 && risen_through(o, r) < step_) rise_row(o, r, risen_through(o, r), scratch.data());
     }
   }
   crowd_settled_ = step_;
-  crowd_steps_.assign(cw, 0.f);  // only differences matter: restart the cumulative step at zero
+  crowd_steps_.assign(o.in_dim + 1, 0.f);  // only differences matter: restart the cumulative step at zero
 }
 
 // Adam step of row r (and its bias, except on the input layer) with gradient g, gb, after `idle` steps without an

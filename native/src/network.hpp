@@ -167,6 +167,8 @@ class Network {
   void crowd_step();
   const float* crowd_at(std::int64_t step) const;
   void crowd_pending(const float* h, std::vector<float>& out) const;
+  std::int64_t risen_through(const Layer& o, std::int64_t r) const;
+  void rise_row(Layer& o, std::int64_t r, std::int64_t since, float* scratch);
   // apply every pending rise (before rehashing, inference, copies and saving: stored weights are the model's)
   void settle_crowd();
   std::int64_t crowd_settled_ = 0;
