@@ -227,13 +227,7 @@ PYBIND11_MODULE(_native, m) {
       py::object d = dflt[o.name];
       if (py::isinstance<py::float_>(d) && std::isnan(d.cast<double>())) d = py::none();
       row["default"] = d;
-      py::list choices;
-      for (std::string c = o.choices; !c.empty();) {
-        const std::size_t bar = c.find('|');
-        choices.append(c.substr(0, bar));
-        c = bar == std::string::npos ? "" : c.substr(bar + 1);
-      }
-      row["choices"] = choices;
+      row["choices"] = py::cast(slide::split_choices(o.choices));
       const bool numeric = std::string(o.type) == "int" || std::string(o.type) == "float";
       auto bound = [&o](double v) {
         return std::string(o.type) == "int" ? py::object(py::int_(static_cast<long long>(v))) : py::object(py::float_(v));

@@ -169,21 +169,11 @@ void resolve_auto(LayerSpec& s, int min_active) {
 }
 
 namespace {
-std::string quoted_choices(const char* choices) {  // "a|b|c" -> "'a', 'b' or 'c'"
-  std::string out, c = choices;
-  std::size_t start = 0;
-  for (;;) {
-    const std::size_t bar = c.find('|', start);
-    const std::string item = "'" + c.substr(start, bar == std::string::npos ? std::string::npos : bar - start) + "'";
-    if (bar == std::string::npos) return out.empty() ? item : out + " or " + item;
-    out += (out.empty() ? "" : ", ") + item;
-    start = bar + 1;
-  }
-}
-
-bool in_choices(const std::string& v, const char* choices) {
-  const std::string c = std::string("|") + choices + "|";
-  return c.find("|" + v + "|") != std::string::npos;
+std::string quoted_choices(const std::vector<std::string>& choices) {  // {a, b, c} -> "'a', 'b' or 'c'"
+  std::string out;
+  for (std::size_t i = 0; i < choices.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + ("'" + choices[i] + "'");
+  return out;
 }
 
 std::string number_text(double v) {
@@ -193,8 +183,9 @@ std::string number_text(double v) {
 }
 
 void check_value(const char* name, const std::string& v, const char* choices, double, double, unsigned) {
-  if (*choices && !in_choices(v, choices))
-    throw std::invalid_argument(std::string(name) + " must be " + quoted_choices(choices) + ", got '" + v + "'");
+  const std::vector<std::string> allowed = split_choices(choices);
+  if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), v) == allowed.end())
+    throw std::invalid_argument(std::string(name) + " must be " + quoted_choices(allowed) + ", got '" + v + "'");
 }
 
 void check_value(const char*, bool, const char*, double, double, unsigned) {}

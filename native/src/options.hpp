@@ -8,6 +8,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace slide {
 
@@ -85,6 +86,17 @@ struct OptionInfo {
   unsigned flags;
   const char* doc;
 };
+
+// An option's allowed values, "a|b|c" -> {"a", "b", "c"} ("" -> none: any value in the range).
+inline std::vector<std::string> split_choices(const char* choices) {
+  std::vector<std::string> out;
+  for (std::string c = choices; !c.empty();) {
+    const std::size_t bar = c.find('|');
+    out.push_back(c.substr(0, bar));
+    c = bar == std::string::npos ? "" : c.substr(bar + 1);
+  }
+  return out;
+}
 
 template <class T>
 constexpr const char* option_type() {
