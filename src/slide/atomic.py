@@ -35,6 +35,35 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary folder next to `path` to fill; if the block succeeds, fsync it and put it in place of
+    `path` (an earlier folder there is moved aside first and removed after, so `path` is never half-written).
+
+    The temporary's name carries the writer's pid, as atomic_path's, so a killed writer's leftovers are removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; give it a plain mkdir's permissions
+        yield tmp
+        fsync_tree(tmp)
+        old = path.with_name(f".{path.name}.{os.getpid()}-old")
+        if path.exists() or path.is_symlink():
+            os.rename(path, old)
+        os.rename(tmp, path)
+        fsync_path(path.parent)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def remove_stale_temporaries(path: str | os.PathLike) -> None:
     """Remove temporaries of `path` (see atomic_path) whose writing process no longer exists."""
     path = Path(path)

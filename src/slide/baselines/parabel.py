@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import current_umask, write_json
+from ..atomic import atomic_dir, write_json
 from ..data.csr import Split
 from ..training.protocol import (METRICS_COLUMNS, TOPK, TrainConfig, evaluation_rows, load_prepared,
                                  peak_rss_bytes, precision_at_k, write_csv)
@@ -169,17 +169,8 @@ class ParabelModel:
 
     def save(self, path: str | os.PathLike) -> None:
         """The omikuji model directory at `path`, replaced only once it is complete."""
-        path = Path(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp creates 0700; give it a plain mkdir's permissions
+        with atomic_dir(path) as tmp:
             self.model.save(str(tmp))
-            if path.exists():
-                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-            os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 def train_parabel(train_path, test_path, meta_path, out_dir, parabel_cfg: dict | None = None,

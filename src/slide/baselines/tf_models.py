@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +39,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import tensorflow as tf  # noqa: E402
 
 from .. import defaults  # noqa: E402
+from ..atomic import atomic_dir  # noqa: E402
 from ..data.csr import Split  # noqa: E402
 from . import sampling  # noqa: E402
 
@@ -259,22 +258,10 @@ class TFBaseline:
 
     def save(self, path) -> None:
         """Write all variables and Adam state into directory `path` (replaced atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self._ckpt.write(str(tmp / "ckpt"))
             saved = {**self._shape(), "sampler_seed": self.seed}  # the sampler's state is (seed, step)
             (tmp / "model.json").write_text(json.dumps(saved, indent=2) + "\n")
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            if path.exists():
-                path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     def load(self, path) -> None:
         path = Path(path)
