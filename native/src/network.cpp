@@ -24,8 +24,8 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 constexpr char kMagic[8] = {'S', 'L', 'I', 'D', 'E', 'N', 'E', 'T'};
 constexpr int kMaxThreads = 1024;
 // 2: hash tables stored; 3: checksums, fsync'd writes; 4: k-means centroids and Adam update steps stored;
-// 5: crowd_step's state stored
-constexpr std::uint32_t kFormat = 5;
+// 5: crowd_step's state stored; 6: hot_neurons' list and mean hidden output stored
+constexpr std::uint32_t kFormat = 6;
 // Random streams (rng.hpp's mix(seed, stream, counter)): one per kind of random choice, so that changing how
 // many draws one kind makes never shifts another's. Per-layer streams add the layer index.
 enum Stream : std::uint64_t {
@@ -63,6 +63,7 @@ struct Network::Layer {
   std::vector<float> b, mb, vb;
   std::vector<std::int64_t> last;  // adam_catchup: the step of each row's last Adam update (rows updated sparsely)
   std::vector<std::uint8_t> own;   // crowd_step: 1 = the row has been a label or retrieved (it has its own Adam state)
+  std::vector<std::int32_t> hot;   // hot_neurons: rows scoring highest on the mean hidden output, best first
   std::int64_t at(Part part, std::int64_t r) const { return (part * rows() + r) * ld; }
   float* param(Part part, std::int64_t r) { return P.data() + at(part, r); }
   const float* param(Part part, std::int64_t r) const { return P.data() + at(part, r); }
@@ -432,6 +433,20 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   // topk: retrieval fills the budget less the random share (training only)
   const int n_random = pad && topk ? static_cast<int>(std::lround(cfg_.random_share * budget)) : 0;
   const int fill_to = std::max(n_lab, budget - n_random);
+  if (topk && !o.hot.empty()) {
+    // hot_neurons: the short list scored exactly; its best quarter joins before the tables fill the rest
+    const int nh = static_cast<int>(o.hot.size());
+    t.z.resize(nh);
+    o.gather_dot(*k_, o.hot.data(), nh, h, t.z.data());
+    for (int i = 0; i < nh; ++i) t.z[i] += o.b[o.hot[i]];
+    t.rank.resize(nh);
+    std::iota(t.rank.begin(), t.rank.end(), 0);
+    const int keep = std::min(std::max(1, nh / 4), std::max(0, fill_to - static_cast<int>(active.size())));
+    std::partial_sort(t.rank.begin(), t.rank.begin() + keep, t.rank.end(), [&](std::int32_t a, std::int32_t b) {
+      return t.z[a] > t.z[b] || (t.z[a] == t.z[b] && a < b);
+    });
+    for (int i = 0; i < keep; ++i) add(o.hot[t.rank[i]]);
+  }
   const float* q = h;
   if (cfg_.mips) {
     t.q.resize(o.hdim);
@@ -589,6 +604,13 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   if (crowd() && step_ - crowd_settled_ >= kCrowdPending) settle_crowd();
   auto t0 = Clock::now();
   hidden_layers(x, ws.H);  // every hidden layer for the whole batch
+  if (o.sparse && cfg_.hot_neurons > 0) {
+    const int d = o.in_dim;
+    hot_hsum_.resize(d, 0.0);
+    for (std::int64_t s = 0; s < B; ++s)
+      for (int c = 0; c < d; ++c) hot_hsum_[c] += ws.H[nh - 1][s * d + c];
+    hot_hcount_ += B;
+  }
   times_.forward += since(t0);
   if (o.sparse) output_sparse(x, y);  // per sample: active set, logits, softmax, gradient into ws.dH
   else output_dense(y);               // the whole batch: logits, softmax, gradient into ws.dH
@@ -1249,7 +1271,40 @@ void Network::maybe_rehash() {
   settle_crowd();
   for (Layer& layer : layers_)
     if (layer.sparse) rehash_layer(layer, rebuild);
+  if (layers_.back().sparse && cfg_.hot_neurons > 0 && hot_hcount_ > 0) choose_hot(layers_.back());
   times_.rehash += since(t0);
+}
+
+// hot_neurons: the rows scoring highest on the mean last hidden output since the last choice. Early in training
+// every sample's best-scoring neurons are the same few frequent labels, spread over many k-means cells whose
+// centroids hide them; scoring this short list exactly finds them for every sample.
+void Network::choose_hot(Layer& o) {
+  const int d = o.in_dim;
+  std::vector<float> hm(d);
+  for (int c = 0; c < d; ++c) hm[c] = static_cast<float>(hot_hsum_[c] / static_cast<double>(hot_hcount_));
+  std::fill(hot_hsum_.begin(), hot_hsum_.end(), 0.0);
+  hot_hcount_ = 0;
+  const std::int64_t N = o.size;
+  std::vector<float> z(N);
+  constexpr std::int64_t kChunk = 1024;
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<std::int32_t> ids(kChunk);
+#pragma omp for schedule(static)
+    for (std::int64_t c0 = 0; c0 < N; c0 += kChunk) {
+      const int n = static_cast<int>(std::min(kChunk, N - c0));
+      for (int i = 0; i < n; ++i) ids[i] = static_cast<std::int32_t>(c0 + i);
+      o.gather_dot(*k_, ids.data(), n, hm.data(), z.data() + c0);
+      for (int i = 0; i < n; ++i) z[c0 + i] += o.b[c0 + i];
+    }
+  }
+  const int n_hot = static_cast<int>(std::min<std::int64_t>(cfg_.hot_neurons, N));
+  std::vector<std::int32_t> rank(N);
+  std::iota(rank.begin(), rank.end(), 0);
+  std::partial_sort(rank.begin(), rank.begin() + n_hot, rank.end(), [&](std::int32_t a, std::int32_t b) {
+    return z[a] > z[b] || (z[a] == z[b] && a < b);
+  });
+  o.hot.assign(rank.begin(), rank.begin() + n_hot);
 }
 
 void Network::rehash_layer(Layer& layer, bool new_functions) {
@@ -1760,6 +1815,14 @@ void Network::save(const std::string& path, const std::string& meta) {
       put(o, static_cast<std::uint64_t>(own.size()));
       if (!own.empty()) o.write(own.data(), own.size());
     }
+    {  // hot_neurons (empty when off or before the first choice)
+      const auto& hot = layers_.back().hot;
+      put(o, static_cast<std::uint64_t>(hot.size()));
+      if (!hot.empty()) o.write(hot.data(), hot.size() * sizeof(std::int32_t));
+      put(o, static_cast<std::uint64_t>(hot_hsum_.size()));
+      if (!hot_hsum_.empty()) o.write(hot_hsum_.data(), hot_hsum_.size() * sizeof(double));
+      put(o, hot_hcount_);
+    }
     const std::uint64_t sum = o.h.digest();
     o.f.write(reinterpret_cast<const char*>(&sum), sizeof(sum));
     o.f.flush();
@@ -1886,8 +1949,35 @@ std::string Network::load(const std::string& path) {
     for (std::uint8_t b : own)
       if (b > 1) throw std::runtime_error(path + ": crowd flag not 0 or 1 (corrupt file?)");
   }
+  std::vector<std::int32_t> hot;
+  std::vector<double> hsum;
+  std::int64_t hcount;
+  {  // hot_neurons
+    const Layer& o = layers_.back();
+    std::uint64_t n;
+    get(f, n, path);
+    if (n > static_cast<std::uint64_t>(o.size)) throw std::runtime_error(path + ": hot neuron list too long (corrupt file?)");
+    hot.resize(n);
+    if (n && !f.read(reinterpret_cast<char*>(hot.data()), static_cast<std::streamsize>(n * sizeof(std::int32_t))))
+      throw std::runtime_error(path + ": truncated model file");
+    for (std::int32_t r : hot)
+      if (r < 0 || r >= o.size) throw std::runtime_error(path + ": hot neuron outside the output layer (corrupt file?)");
+    get(f, n, path);
+    if (n != 0 && n != static_cast<std::uint64_t>(o.in_dim))
+      throw std::runtime_error(path + ": mean hidden output of the wrong size (corrupt file?)");
+    hsum.resize(n);
+    if (n && !f.read(reinterpret_cast<char*>(hsum.data()), static_cast<std::streamsize>(n * sizeof(double))))
+      throw std::runtime_error(path + ": truncated model file");
+    get(f, hcount, path);
+    for (double v : hsum)
+      if (!std::isfinite(v)) throw std::runtime_error(path + ": non-finite mean hidden output (corrupt file?)");
+    if (hcount < 0 || hcount > samples) throw std::runtime_error(path + ": impossible hidden output count (corrupt file?)");
+  }
   if (static_cast<std::uint64_t>(f.tellg()) != payload)
     throw std::runtime_error(path + ": unexpected data after the model (corrupt file?)");
+  layers_.back().hot = std::move(hot);
+  hot_hsum_ = std::move(hsum);
+  hot_hcount_ = hcount;
   crowd_m_ = std::move(cm);
   crowd_v_ = std::move(cv);
   layers_.back().own = std::move(own);

@@ -172,6 +172,10 @@ class Network {
   // apply every pending rise (before rehashing, inference, copies and saving: stored weights are the model's)
   void settle_crowd();
   std::int64_t crowd_settled_ = 0;
+  // hot_neurons: the sum of the last hidden layer's outputs since the last rehash, and how many samples it holds
+  std::vector<double> hot_hsum_;
+  std::int64_t hot_hcount_ = 0;
+  void choose_hot(Layer& o);
 
   NetConfig cfg_;
   const Kernels* k_;

@@ -30,6 +30,10 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(rank_pool, double, 1, "", 1, kInf, kClosed,                                                                      \
     "topk with k-means cells: take this many times the room from the best cells, score them exactly and keep the "   \
     "best (1 = the cells' members in cell order, unscored)")                                                        \
+  X(hot_neurons, int, 0, "", 0, kInf, kClosed,                                                                      \
+    "topk: a short list of this many output neurons, those scoring highest on the mean hidden output (chosen at "    \
+    "every rehash), is scored exactly for every sample; the best quarter of it joins the active set before the "     \
+    "tables fill the rest; 0 = off")                                                                                 \
   X(mips, bool, true, "", 0, 0, kClosed,                                                                              \
     "hash neurons for maximum inner product (centred weights, bias and a norm coordinate), not their weights alone") \
   X(inference, std::string, "dense", "dense|sparse", 0, 0, kClosed,                                                   \

@@ -1,0 +1,98 @@
+"""hot_neurons: a short list of the output neurons that score highest on the mean hidden output, scored exactly for
+every sample; its best quarter joins the active set before the tables fill the rest."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from slide.native import native
+
+native()
+from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE_NATIVE_DIR)
+
+N_FEATURES, N_LABELS, ROWS, BATCH = 200, 2000, 512, 64
+KMEANS = {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.05}
+POPULAR = 16  # labels 0..15: one of them in every row, as the frequent labels of real data
+
+
+def data(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((ROWS, N_FEATURES)) < 0.05, rng.uniform(0.5, 1.5, (ROWS, N_FEATURES)), 0.0)
+    y = [[int(rng.integers(POPULAR)), int(rng.integers(POPULAR, N_LABELS))] for _ in range(ROWS)]
+    return sp.csr_matrix(dense.astype(np.float32)), y
+
+
+def trained(hot: int, epochs: int = 2, threads: int = 2, **kw) -> tuple[Network, sp.csr_matrix, list]:
+    x, y = data()
+    opts = dict(hidden=[32], layers=[{"sparsity": 1.0}, KMEANS], min_active=100, threads=threads, seed=5,
+                rehash=2 * BATCH)
+    n = Network(N_FEATURES, N_LABELS, hot_neurons=hot, **{**opts, **kw})
+    train(n, x, y, range(epochs * ROWS // BATCH))
+    return n, x, y
+
+
+def train(n: Network, x, y, batches: range) -> None:
+    for b in batches:
+        i = b % (ROWS // BATCH)
+        n.train_batch(x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH])
+
+
+def scores(n: Network, x: sp.csr_matrix) -> np.ndarray:
+    W0, b0 = n.native.weights(0).astype(np.float64), n.native.bias(0).astype(np.float64)
+    W1, b1 = n.native.weights(1).astype(np.float64), n.native.bias(1).astype(np.float64)
+    return np.maximum(x.toarray() @ W0 + b0, 0) @ W1.T + b1
+
+
+def test_a_list_of_every_neuron_puts_the_exact_top_first():
+    """With every neuron on the list, the first quarter of the list's size in each active set (after the labels)
+    is the sample's exact top by score, best first."""
+    n2, x2, _ = trained(hot=N_LABELS, min_active=N_LABELS // 4 + 50, random_share=0.0)
+    z = scores(n2, x2[:20])
+    keep = N_LABELS // 4
+    for row in range(20):
+        got = n2.active_set(x2, row, pad=False)[:keep]
+        order = np.sort(z[row])[::-1]
+        # the chosen are the best `keep` up to float32 rounding near the boundary, in order
+        assert z[row][got].min() >= order[keep - 1] - 1e-4
+        assert np.all(np.diff(z[row][got]) <= 1e-4)
+
+
+def test_the_tables_alone_miss_the_frequent_labels_the_list_finds():
+    """Every row's best-scoring neurons are the few frequent labels, spread over many k-means cells: the list finds
+    them for every row, the cells' order alone does not."""
+    recall = {}
+    big_cells = {**KMEANS, "range_pow": 3}  # 8 cells of ~250 neurons: the best cell alone fills the budget
+    for hot in (0, 64):
+        n, x, _ = trained(hot=hot, layers=[{"sparsity": 1.0}, big_cells])
+        recall[hot] = n.lsh_stats(x[:200], k=5, budget=60)["recall"]
+    assert recall[64] > 0.95, recall
+    assert recall[0] < 0.8, recall
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    a, _, _ = trained(hot=64, threads=1)
+    b, _, _ = trained(hot=64, threads=2)
+    for layer in (0, 1):
+        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
+        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+
+
+def test_save_and_load_resume_exactly(tmp_path):
+    """The list and the running mean of the hidden outputs are saved: a resumed run continues bit for bit."""
+    x, y = data()
+    a, _, _ = trained(hot=64, epochs=1)
+    # mid-interval: the running mean holds a batch that the next choice needs
+    train(a, x, y, range(8, 9))
+    a.save(tmp_path / "m.slide")
+    b = Network.load(tmp_path / "m.slide")
+    train(a, x, y, range(9, 20))
+    train(b, x, y, range(9, 20))
+    for layer in (0, 1):
+        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
+        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+
+
+def test_a_negative_size_is_refused():
+    with pytest.raises(ValueError, match="hot_neurons"):
+        Network(N_FEATURES, N_LABELS, hot_neurons=-1)
