@@ -214,7 +214,7 @@ def test_one_neuron_per_cell_retrieves_exactly_the_dense_top_k_with_mips(mips):
     # ranked by the hash space's inner product. With mips that is the score order; without it, the cosine
     # of w and h (bias and norm ignored), which differs.
     out = {"hash": "kmeans", "K": 1, "L": 1, "range_pow": 6, "sparsity": 0.1}
-    net = small_net(out, select="topk", mips=mips, inference_budget=5)
+    net = small_net(out, select="topk", mips=mips, inference_budget=5, hot_neurons=0)  # the tables alone
     x = random_csr(25, 40, 0.15, seed=7)
     stats = net.lsh_stats(x, k=5, budget=5)
     assert stats["candidates"] == 5

@@ -466,7 +466,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     };
     // rank_pool: gather more than the room, then keep the best by exact score (the cell that fills the budget
     // may hold far more neurons than fit, in no useful order)
-    const int room = fill_to - n_lab;
+    const int room = fill_to - n_lab;  // the hot neurons already in it are ranked with the pool
     const int limit = topk && cfg_.rank_pool > 1
                           ? static_cast<int>(std::min<double>(o.size, n_lab + std::ceil(cfg_.rank_pool * room)))
                           : fill_to;
@@ -525,7 +525,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
           }
         }
       }
-      const int want = fill_to - n_lab;
+      const int want = std::max(0, fill_to - static_cast<int>(active.size()));  // after the labels and hot neurons
       const int nc = static_cast<int>(t.cand.size());
       t.rank.resize(nc);
       std::iota(t.rank.begin(), t.rank.end(), 0);

@@ -30,7 +30,7 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(rank_pool, double, 1, "", 1, kInf, kClosed,                                                                      \
     "topk with k-means cells: take this many times the room from the best cells, score them exactly and keep the "   \
     "best (1 = the cells' members in cell order, unscored)")                                                        \
-  X(hot_neurons, int, 0, "", 0, kInf, kClosed,                                                                      \
+  X(hot_neurons, int, 256, "", 0, kInf, kClosed,                                                                      \
     "topk: a short list of this many output neurons, those scoring highest on the mean hidden output (chosen at "    \
     "every rehash), is scored exactly for every sample; the best quarter of it joins the active set before the "     \
     "tables fill the rest; 0 = off")                                                                                 \
