@@ -434,14 +434,17 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   const int n_random = pad && topk ? static_cast<int>(std::lround(cfg_.random_share * budget)) : 0;
   const int fill_to = std::max(n_lab, budget - n_random);
   if (topk && !o.hot.empty()) {
-    // hot_neurons: the short list scored exactly; its best quarter joins before the tables fill the rest
+    // hot_neurons: the short list scored exactly; its best quarter joins first
     const int nh = static_cast<int>(o.hot.size());
     t.z.resize(nh);
     o.gather_dot(*k_, o.hot.data(), nh, h, t.z.data());
     for (int i = 0; i < nh; ++i) t.z[i] += o.b[o.hot[i]];
     t.rank.resize(nh);
     std::iota(t.rank.begin(), t.rank.end(), 0);
-    const int keep = std::min(std::max(1, nh / 4), std::max(0, fill_to - static_cast<int>(active.size())));
+    // at most an eighth of the budget too (a quarter of training's retrieved half), so that small budgets stay
+    // mostly the tables'; the same count with or without the random share, so training's set starts as inference's
+    const int keep = std::min({std::max(1, nh / 4), std::max(1, budget / 8),
+                               std::max(0, fill_to - static_cast<int>(active.size()))});
     std::partial_sort(t.rank.begin(), t.rank.begin() + keep, t.rank.end(), [&](std::int32_t a, std::int32_t b) {
       return t.z[a] > t.z[b] || (t.z[a] == t.z[b] && a < b);
     });
@@ -1525,7 +1528,7 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
     out_ids[i] = kNoId;
   }
   // LSH-sparse: score only the retrieved neurons (select: union pads them like training; topk fills its budget
-  // from the tables alone).
+  // from the hot list and the tables, no random neurons).
   const bool pad = cfg_.select != "topk";
 #pragma omp parallel num_threads(threads_)
   {

@@ -112,8 +112,8 @@ class Network(metaclass=_OptionsDoc):
                                     bool(pad))
 
     def lsh_stats(self, x, k: int = 20, budget: int = 0) -> dict:
-        """How well the output layer's tables alone find the highest-scoring neurons, on these rows (no labels,
-        no random neurons): mean candidates per row, recall of each row's dense top-k by score (`recall`) and
+        """How well the output layer's tables and hot list find the highest-scoring neurons, on these rows (no
+        labels, no random neurons): mean candidates per row, recall of each row's dense top-k by score (`recall`) and
         the share of rows whose dense top-1 is among the candidates (`top1`). `budget`: neurons retrieved per
         row with select: topk (0 = the inference budget)."""
         indptr, indices, data = _csr_arrays(x)
