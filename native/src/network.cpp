@@ -1366,7 +1366,15 @@ void Network::rehash_layer(Layer& layer, bool new_functions) {
   // codes are table-major, in insertion order, so each table's build streams through them
   const int nt = layer.hash.L();
   layer.codes.resize(static_cast<std::size_t>(N) * nt);
-  hash_rows(layer, order.data(), layer.codes.data());
+  // hashed in row order (the weights stream from memory; in insertion order every row was a cache miss), then
+  // each table's codes are put in insertion order
+  std::vector<std::int32_t> ident(N);
+  std::iota(ident.begin(), ident.end(), 0);
+  std::vector<std::uint32_t> by_row(static_cast<std::size_t>(N) * nt);
+  hash_rows(layer, ident.data(), by_row.data());
+#pragma omp parallel for num_threads(threads_) schedule(static)
+  for (std::int64_t i = 0; i < N; ++i)
+    for (int t = 0; t < nt; ++t) layer.codes[t * N + i] = by_row[t * N + order[i]];
   layer.tables.build(layer.codes.data(), N, order.data(), mix(cfg_.seed, kStreamTableFill + li, rehash_count_), threads_);
   ++rehash_count_;
 }
@@ -1406,26 +1414,46 @@ void Network::refine_cells(Layer& layer, int iterations, bool reseed) {
     layer.hash.set_centroids(cent.data());
     layer.cells_seeded = true;
   }
-  auto update = [&] {  // each cell's centroid: the mean direction of its members, summed in member order
+  // Each cell's centroid: the mean direction of its members. The rows stream in order (reading them cell by cell
+  // was a cache miss per row), summed in kParts fixed row ranges, then the ranges in order: the same sums for any
+  // thread count.
+  auto update = [&] {
+    std::vector<std::int32_t> cell_of(N, -1);
+    for (int cell = 0; cell < C; ++cell) {
+      int len;
+      const std::int32_t* ids = layer.tables.bucket(0, static_cast<std::uint32_t>(cell), &len);
+      for (int j = 0; j < len; ++j) cell_of[ids[j]] = cell;
+    }
+    constexpr int kParts = 8;
+    std::vector<double> part(static_cast<std::size_t>(kParts) * C * D, 0.0);
+    std::vector<std::int64_t> members(static_cast<std::size_t>(kParts) * C, 0);
 #pragma omp parallel num_threads(threads_)
     {
       std::vector<float> v(D);
-      std::vector<double> sum(D);
-#pragma omp for schedule(dynamic, 4)
-      for (int cell = 0; cell < C; ++cell) {
-        int len;
-        const std::int32_t* ids = layer.tables.bucket(0, static_cast<std::uint32_t>(cell), &len);
-        float* out = cent.data() + static_cast<std::size_t>(cell) * D;
-        if (len == 0) {  // an empty cell keeps its centroid
-          std::copy_n(layer.hash.centroids().data() + static_cast<std::size_t>(cell) * D, D, out);
-          continue;
-        }
-        std::fill(sum.begin(), sum.end(), 0.0);
-        for (int j = 0; j < len; ++j) {
-          hash_vector(layer, ids[j], v.data());
+#pragma omp for schedule(static)
+      for (int pi = 0; pi < kParts; ++pi)
+        for (std::int64_t r = N * pi / kParts; r < N * (pi + 1) / kParts; ++r) {
+          const std::int32_t cell = cell_of[r];
+          if (cell < 0) continue;
+          hash_vector(layer, r, v.data());
+          double* sum = part.data() + (static_cast<std::size_t>(pi) * C + cell) * D;
           for (int c = 0; c < D; ++c) sum[c] += v[c];
+          ++members[static_cast<std::size_t>(pi) * C + cell];
         }
-        for (int c = 0; c < D; ++c) out[c] = static_cast<float>(sum[c]);
+    }
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int cell = 0; cell < C; ++cell) {
+      float* out = cent.data() + static_cast<std::size_t>(cell) * D;
+      std::int64_t count = 0;
+      for (int pi = 0; pi < kParts; ++pi) count += members[static_cast<std::size_t>(pi) * C + cell];
+      if (count == 0) {  // an empty cell keeps its centroid
+        std::copy_n(layer.hash.centroids().data() + static_cast<std::size_t>(cell) * D, D, out);
+        continue;
+      }
+      for (int c = 0; c < D; ++c) {
+        double sum = 0;
+        for (int pi = 0; pi < kParts; ++pi) sum += part[(static_cast<std::size_t>(pi) * C + cell) * D + c];
+        out[c] = static_cast<float>(sum);
       }
     }
     layer.hash.set_centroids(cent.data());
