@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from slide.data.csr import Split
-from slide.training.protocol import TrainConfig, run_training, validation_split
+from slide.training.protocol import TrainConfig, evaluation_rows, run_training, validation_split
 
 # P@1 the fake model scores after `step` batches (on any rows): a peak at step 2, then lower
 CURVE = [0.1, 0.3, 0.6, 0.5, 0.55, 0.4, 0.7, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2, 0.2]
@@ -148,3 +148,21 @@ def test_train_config_defaults_are_those_of_config_yaml():
     shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())["train"]
     defaults = asdict(TrainConfig())
     assert {k: shipped[k] for k in defaults} == defaults
+
+
+def test_the_training_rows_are_a_view_that_batches_like_the_copied_rows():
+    """Holding out validation rows keeps one copy of the training data: the training rows are a view of the
+    training split whose batches equal those of the copied rows."""
+    train = split(100)
+    view, _, n_val = evaluation_rows(train, split(50), cfg())
+    kept, _ = validation_split(100, cfg().validation, cfg().seed)
+    assert n_val == 100 - len(kept) and view.n == len(kept) and view.base is train
+    copied = train.rows(kept)
+    for idx in (np.arange(10), np.array([7, 3, 3, 0])):
+        a, b = view.rows(idx), copied.rows(idx)
+        for field in ("indptr", "indices", "data", "label_indptr", "labels"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    full = view.split()
+    np.testing.assert_array_equal(full.indices, copied.indices)
+    whole, _, _ = evaluation_rows(train, split(50), cfg(validation=0.0))
+    assert whole.n == 100 and whole.split() is train  # nothing held out: no copy either

@@ -193,6 +193,7 @@ def train_parabel(train_path, test_path, meta_path, out_dir, parabel_cfg: dict |
     for stale in out.glob(".parabel-data.*"):  # what a killed run left
         shutil.rmtree(stale, ignore_errors=True)
     fit, eval_split, n_validation = evaluation_rows(train, test, cfg)
+    fit = fit.split()  # omikuji reads it from a file
     print(f"Parabel (omikuji {omikuji.__version__}): {fit.n} train ({n_validation} more held out for validation) / "
           f"{test.n} test samples, {train.n_features} features, {train.n_labels} labels, {settings}, {threads} threads")
 

@@ -67,6 +67,31 @@ class Split:
         return self.labels[self.label_indptr[i]:self.label_indptr[i + 1]]
 
 
+class RowView:
+    """Rows `sel` of a split, not copied: `.n` and `.rows(idx)` give what `base.rows(sel)` would (the training
+    loop needs no more), and `.split()` builds that Split. Holding out validation rows this way keeps one copy
+    of the training data in memory instead of two."""
+
+    def __init__(self, base: Split, sel: np.ndarray):
+        self.base, self.sel = base, np.asarray(sel, dtype=np.int64)
+        self.n_features, self.n_labels = base.n_features, base.n_labels
+
+    @property
+    def n(self) -> int:
+        return int(self.sel.size)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def rows(self, idx: np.ndarray) -> Split:
+        return self.base.rows(self.sel[np.asarray(idx, dtype=np.int64)])
+
+    def split(self) -> Split:
+        if self.n == self.base.n and np.array_equal(self.sel, np.arange(self.n)):
+            return self.base
+        return self.base.rows(self.sel)
+
+
 def _gather(indptr: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR row gather: new indptr and the flat positions of the selected rows' entries."""
     lengths = indptr[idx + 1] - indptr[idx]

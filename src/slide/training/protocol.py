@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import defaults
 from ..atomic import atomic_path, current_umask, fsync_path, fsync_tree, read_json, sha256_file, write_json
-from ..data.csr import Split, load_split
+from ..data.csr import RowView, Split, load_split
 from ..memory import network_bytes, require_memory
 
 METRICS_COLUMNS = ["system", "step", "epoch", "train_seconds", "wall_seconds",
@@ -118,15 +118,17 @@ def validation_split(n_train: int, fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def evaluation_rows(train: Split, test: Split, cfg: TrainConfig) -> tuple[Split, Split, int]:
-    """(rows to train on, rows of the periodic evaluation, number of validation rows) under `cfg`: with
-    cfg.validation > 0 the evaluation subset comes from the held-out training rows, else from the test set.
-    Every system (also one that is not trained by `run_training`) evaluates its curve on these rows."""
+def evaluation_rows(train: Split, test: Split, cfg: TrainConfig) -> tuple[RowView, Split, int]:
+    """(rows to train on, as a view of `train`; rows of the periodic evaluation; number of validation rows)
+    under `cfg`: with cfg.validation > 0 the evaluation subset comes from the held-out training rows, else from
+    the test set. Every system (also one that is not trained by `run_training`) evaluates its curve on these
+    rows."""
     train_rows, val_rows = validation_split(train.n, cfg.validation, cfg.seed)
     if val_rows.size:
         valid = train.rows(val_rows)
-        return train.rows(train_rows), valid.rows(eval_subset(valid.n, cfg.eval_samples, cfg.seed)), int(val_rows.size)
-    return train, test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed)), 0
+        return (RowView(train, train_rows), valid.rows(eval_subset(valid.n, cfg.eval_samples, cfg.seed)),
+                int(val_rows.size))
+    return RowView(train, np.arange(train.n)), test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed)), 0
 
 
 def batch_order(n_train: int, epoch: int, seed: int) -> np.ndarray:
