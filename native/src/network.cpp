@@ -90,6 +90,11 @@ struct Network::Layer {
     if (bf16) k.gather_dot_bf16(Q.data(), ld, ids, m, x, cols(), out);
     else k.gather_dot(P.data(), ld, ids, m, x, cols(), out);
   }
+  // out[i] = row ids[i] . x + its bias: the exact scores of those neurons
+  void scores(const Kernels& k, const std::int32_t* ids, int m, const float* x, float* out) const {
+    gather_dot(k, ids, m, x, out);
+    for (int i = 0; i < m; ++i) out[i] += b[ids[i]];
+  }
   void gather_axpy(const Kernels& k, const std::int32_t* ids, const float* coef, int m, float* y) const {
     if (bf16) k.gather_axpy_bf16(Q.data(), ld, ids, coef, m, cols(), y);
     else k.gather_axpy(P.data(), ld, ids, coef, m, cols(), y);
@@ -399,6 +404,16 @@ void Network::query_vector(const Layer& layer, const float* h, float* out) const
   }
 }
 
+namespace {
+// rank = 0 .. n-1 ordered so that its first `keep` entries index the highest z, best first (ties: the lower index)
+void best_first(const float* z, std::int64_t n, std::int64_t keep, std::vector<std::int32_t>& rank) {
+  rank.resize(n);
+  std::iota(rank.begin(), rank.end(), 0);
+  std::partial_sort(rank.begin(), rank.begin() + keep, rank.end(),
+                    [z](std::int32_t a, std::int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+}
+}  // namespace
+
 Network::Picked Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws, bool pad,
                            int budget_override) const {
@@ -437,17 +452,12 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     // hot_neurons: the short list scored exactly; its best quarter joins first
     const int nh = static_cast<int>(o.hot.size());
     t.z.resize(nh);
-    o.gather_dot(*k_, o.hot.data(), nh, h, t.z.data());
-    for (int i = 0; i < nh; ++i) t.z[i] += o.b[o.hot[i]];
-    t.rank.resize(nh);
-    std::iota(t.rank.begin(), t.rank.end(), 0);
+    o.scores(*k_, o.hot.data(), nh, h, t.z.data());
     // at most an eighth of the budget too (a quarter of training's retrieved half), so that small budgets stay
     // mostly the tables'; the same count with or without the random share, so training's set starts as inference's
     const int keep = std::min({std::max(1, nh / 4), std::max(1, budget / 8),
                                std::max(0, fill_to - static_cast<int>(active.size()))});
-    std::partial_sort(t.rank.begin(), t.rank.begin() + keep, t.rank.end(), [&](std::int32_t a, std::int32_t b) {
-      return t.z[a] > t.z[b] || (t.z[a] == t.z[b] && a < b);
-    });
+    best_first(t.z.data(), nh, keep, t.rank);
     for (int i = 0; i < keep; ++i) add(o.hot[t.rank[i]]);
   }
   const float* q = h;
@@ -487,13 +497,8 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     const int pooled = static_cast<int>(active.size()) - n_lab;
     if (limit > fill_to && pooled > room) {
       t.z.resize(pooled);
-      o.gather_dot(*k_, active.data() + n_lab, pooled, h, t.z.data());
-      for (int i = 0; i < pooled; ++i) t.z[i] += o.b[active[n_lab + i]];
-      t.rank.resize(pooled);
-      std::iota(t.rank.begin(), t.rank.end(), 0);
-      std::partial_sort(t.rank.begin(), t.rank.begin() + room, t.rank.end(), [&](std::int32_t a, std::int32_t b) {
-        return t.z[a] > t.z[b] || (t.z[a] == t.z[b] && a < b);
-      });
+      o.scores(*k_, active.data() + n_lab, pooled, h, t.z.data());
+      best_first(t.z.data(), pooled, room, t.rank);
       t.cand.assign(active.begin() + n_lab, active.end());
       active.resize(n_lab);
       for (int i = 0; i < room; ++i) active.push_back(t.cand[t.rank[i]]);
@@ -1297,16 +1302,12 @@ void Network::choose_hot(Layer& o) {
     for (std::int64_t c0 = 0; c0 < N; c0 += kChunk) {
       const int n = static_cast<int>(std::min(kChunk, N - c0));
       for (int i = 0; i < n; ++i) ids[i] = static_cast<std::int32_t>(c0 + i);
-      o.gather_dot(*k_, ids.data(), n, hm.data(), z.data() + c0);
-      for (int i = 0; i < n; ++i) z[c0 + i] += o.b[c0 + i];
+      o.scores(*k_, ids.data(), n, hm.data(), z.data() + c0);
     }
   }
-  const int n_hot = static_cast<int>(std::min<std::int64_t>(cfg_.hot_neurons, N));
-  std::vector<std::int32_t> rank(N);
-  std::iota(rank.begin(), rank.end(), 0);
-  std::partial_sort(rank.begin(), rank.begin() + n_hot, rank.end(), [&](std::int32_t a, std::int32_t b) {
-    return z[a] > z[b] || (z[a] == z[b] && a < b);
-  });
+  const std::int64_t n_hot = std::min<std::int64_t>(cfg_.hot_neurons, N);
+  std::vector<std::int32_t> rank;
+  best_first(z.data(), N, n_hot, rank);
   o.hot.assign(rank.begin(), rank.begin() + n_hot);
 }
 
@@ -1368,10 +1369,8 @@ void Network::rehash_layer(Layer& layer, bool new_functions) {
   layer.codes.resize(static_cast<std::size_t>(N) * nt);
   // hashed in row order (the weights stream from memory; in insertion order every row was a cache miss), then
   // each table's codes are put in insertion order
-  std::vector<std::int32_t> ident(N);
-  std::iota(ident.begin(), ident.end(), 0);
   std::vector<std::uint32_t> by_row(static_cast<std::size_t>(N) * nt);
-  hash_rows(layer, ident.data(), by_row.data());
+  hash_rows(layer, by_row.data());
 #pragma omp parallel for num_threads(threads_) schedule(static)
   for (std::int64_t i = 0; i < N; ++i)
     for (int t = 0; t < nt; ++t) layer.codes[t * N + i] = by_row[t * N + order[i]];
@@ -1379,7 +1378,7 @@ void Network::rehash_layer(Layer& layer, bool new_functions) {
   ++rehash_count_;
 }
 
-void Network::hash_rows(const Layer& layer, const std::int32_t* rows, std::uint32_t* codes) const {
+void Network::hash_rows(const Layer& layer, std::uint32_t* codes) const {
   const std::int64_t N = layer.size, blocks = (N + kBlock - 1) / kBlock;
   const int D = layer.hdim;
 #pragma omp parallel num_threads(threads_)
@@ -1389,7 +1388,7 @@ void Network::hash_rows(const Layer& layer, const std::int32_t* rows, std::uint3
     for (std::int64_t blk = 0; blk < blocks; ++blk) {
       const std::int64_t i0 = blk * kBlock;
       const int n = static_cast<int>(std::min<std::int64_t>(kBlock, N - i0));
-      for (int i = 0; i < n; ++i) hash_vector(layer, rows[i0 + i], P.data() + static_cast<std::size_t>(i) * D);
+      for (int i = 0; i < n; ++i) hash_vector(layer, i0 + i, P.data() + static_cast<std::size_t>(i) * D);
       layer.hash.codes_rows(*k_, P.data(), n, codes + i0, N);
     }
   }
@@ -1463,7 +1462,7 @@ void Network::refine_cells(Layer& layer, int iterations, bool reseed) {
       std::vector<std::int32_t> ident(N);
       std::iota(ident.begin(), ident.end(), 0);
       std::vector<std::uint32_t> codes(N);
-      hash_rows(layer, ident.data(), codes.data());
+      hash_rows(layer, codes.data());
       layer.tables.build(codes.data(), N, ident.data(), 0, threads_);
     }
     update();

@@ -142,8 +142,9 @@ class Network {
   void hash_vector(const Layer& layer, std::int64_t r, float* out) const;
   void query_vector(const Layer& layer, const float* h, float* out) const;
   void refine_cells(Layer& layer, int iterations, bool reseed);
-  // codes[t * N + i]: bucket in table t of neuron (storage row) rows[i], i < N = L.size, in blocks of kBlock.
-  void hash_rows(const Layer& layer, const std::int32_t* rows, std::uint32_t* codes) const;
+  // codes[t * N + r]: bucket in table t of storage row r, r < N = L.size (the rows stream in order), in blocks of
+  // kBlock.
+  void hash_rows(const Layer& layer, std::uint32_t* codes) const;
   void rehash_layer(Layer& layer, bool new_functions);
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
