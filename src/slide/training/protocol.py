@@ -125,7 +125,7 @@ def evaluation_rows(train: Split, test: Split, cfg: TrainConfig) -> tuple[RowVie
     rows."""
     train_rows, val_rows = validation_split(train.n, cfg.validation, cfg.seed)
     if val_rows.size:
-        valid = train.rows(val_rows)
+        valid = RowView(train, val_rows)
         return (RowView(train, train_rows), valid.rows(eval_subset(valid.n, cfg.eval_samples, cfg.seed)),
                 int(val_rows.size))
     return RowView(train, np.arange(train.n)), test.rows(eval_subset(test.n, cfg.eval_samples, cfg.seed)), 0
