@@ -34,6 +34,9 @@ def main():
     ap.add_argument("--eval-samples", type=int, default=1000)
     ap.add_argument("--out", default=None, help="keep runs here (default: a temp dir)")
     ap.add_argument("--slide-option", action="append", default=[], help="key=json for the slide section")
+    ap.add_argument("--model-seed", type=int, default=defaults.SEED,
+                    help="seed of both systems' initialisation and of SLIDE's hashing and sampling (the batches and the "
+                         "evaluation rows keep the protocol's seed)")
     ap.add_argument("--reuse-tf", default=None, help="an earlier --out directory whose tf_full run to reuse")
     a = ap.parse_args()
 
@@ -51,7 +54,7 @@ def main():
     from slide.network import Network
     from slide.training.slide_model import SlideModel
 
-    net = Network.from_config({"model": model, "train": {"lr": a.lr, "seed": defaults.SEED}, "slide": slide_cfg},
+    net = Network.from_config({"model": model, "train": {"lr": a.lr, "seed": a.model_seed}, "slide": slide_cfg},
                               train.n_features, train.n_labels, threads=a.threads)
     results["slide"] = run_training(SlideModel(net, out / "slide" / "lsh.csv"), "slide", train, test,
                                     TrainConfig(epochs=a.slide_epochs, **base), out / "slide")
@@ -59,13 +62,15 @@ def main():
     if a.reuse_tf:  # the same TF run compared against several SLIDE settings
         import shutil
 
-        shutil.copytree(Path(a.reuse_tf) / "tf_full", out / "tf_full", dirs_exist_ok=True)
+        (out / "tf_full").mkdir(parents=True, exist_ok=True)
+        for name in ("final.json", "metrics.csv"):  # not its model: hundreds of MB per comparison
+            shutil.copy2(Path(a.reuse_tf) / "tf_full" / name, out / "tf_full" / name)
         results["tf_full"] = json.loads((out / "tf_full" / "final.json").read_text())
     else:
         from slide.baselines.tf_models import TFBaseline
 
         tfm = TFBaseline(train.n_features, train.n_labels, hidden=model["hidden"], loss="full", lr=a.lr,
-                         threads=a.threads, init_std=a.init_std)
+                         seed=a.model_seed, threads=a.threads, init_std=a.init_std)
         results["tf_full"] = run_training(tfm, "tf_full", train, test, TrainConfig(epochs=a.tf_epochs, **base),
                                           out / "tf_full")
 

@@ -955,11 +955,13 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   // Transpose the batch's (row, sample, coefficient) triples to row-major order by counting sort.
   // Output layer: rows are active neurons, coefficients dz, sample vectors H_last.
   // Input layer: rows are input features, coefficients the feature values, sample vectors D_0.
+  // In parallel by row range: every thread reads all triples in sample order and counts and places only those of
+  // its own rows, so each row's entries stay in sample order (the same for any thread count) and the random
+  // accesses to the per-row arrays are split between the threads.
   const std::int64_t nrows = layer.rows();
   const bool crowd = !layer.input && this->crowd();
-  ws.count.assign(nrows, 0);
+  ws.count.resize(nrows);
   if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
-  ws.touched.clear();
   auto for_each_triple = [&](auto&& fn) {
     if (layer.input) {
       for (std::int64_t s = 0; s < B; ++s)
@@ -978,33 +980,54 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
       }
     }
   };
-  std::int64_t total = 0;
-  for_each_triple([&](std::int32_t r, std::int64_t, float) {
-    ++ws.count[r];
-    ++total;
-  });
-  // touched rows in increasing order: the update then walks memory forwards (hardware prefetch helps)
-  for (std::int64_t r = 0; r < nrows; ++r)
-    if (ws.count[r]) ws.touched.push_back(static_cast<std::int32_t>(r));
-  // starts, in touched order
-  ws.tstart.resize(ws.touched.size() + 1);
-  std::int64_t acc = 0;
-  for (std::size_t i = 0; i < ws.touched.size(); ++i) {
-    const std::int32_t r = ws.touched[i];
-    ws.tstart[i] = acc;
-    acc += ws.count[r];
-    ws.slot[r] = static_cast<std::int32_t>(i);
-  }
-  ws.tstart[ws.touched.size()] = acc;
-  ws.tsample.resize(total);
-  ws.tcoef.resize(total);
+  // per thread (from index 1): touched rows and entries of its range, then their prefix sums
+  std::vector<std::int64_t> nt_rows(threads_ + 1, 0), nt_entries(threads_ + 1, 0);
+  ws.tfill.resize(nrows);
+#pragma omp parallel num_threads(threads_)
   {
-    std::vector<std::int64_t>& fill = ws.tfill;
-    fill.assign(ws.tstart.begin(), ws.tstart.end() - 1);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const std::int64_t lo = nrows * t / nt, hi = nrows * (t + 1) / nt;
+    std::fill(ws.count.begin() + lo, ws.count.begin() + hi, 0);
+    std::int64_t entries = 0, rows = 0;
+    for_each_triple([&](std::int32_t r, std::int64_t, float) {
+      if (r >= lo && r < hi) {
+        ++ws.count[r];
+        ++entries;
+      }
+    });
+    for (std::int64_t r = lo; r < hi; ++r) rows += ws.count[r] != 0;
+    nt_rows[t + 1] = rows;
+    nt_entries[t + 1] = entries;
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int u = 0; u < nt; ++u) {
+        nt_rows[u + 1] += nt_rows[u];
+        nt_entries[u + 1] += nt_entries[u];
+      }
+      ws.touched.resize(nt_rows[nt]);
+      ws.tstart.resize(nt_rows[nt] + 1);
+      ws.tstart[nt_rows[nt]] = nt_entries[nt];
+      ws.tsample.resize(nt_entries[nt]);
+      ws.tcoef.resize(nt_entries[nt]);
+    }  // (implied barrier)
+    // touched rows in increasing order: the update then walks memory forwards (hardware prefetch helps)
+    std::int64_t i = nt_rows[t], acc = nt_entries[t];
+    for (std::int64_t r = lo; r < hi; ++r) {
+      if (!ws.count[r]) continue;
+      ws.touched[i] = static_cast<std::int32_t>(r);
+      ws.tstart[i] = acc;
+      ws.slot[r] = static_cast<std::int32_t>(i);
+      ws.tfill[r] = acc;  // where the row's next entry goes
+      acc += ws.count[r];
+      ++i;
+    }
     for_each_triple([&](std::int32_t r, std::int64_t s, float c) {
-      const std::int64_t pos = fill[ws.slot[r]]++;
-      ws.tsample[pos] = static_cast<std::int32_t>(s);
-      ws.tcoef[pos] = c;
+      if (r >= lo && r < hi) {
+        const std::int64_t pos = ws.tfill[r]++;
+        ws.tsample[pos] = static_cast<std::int32_t>(s);
+        ws.tcoef[pos] = c;
+      }
     });
   }
   const std::vector<float>& V = layer.input ? ws.D[0] : ws.H[nh - 1];  // per-sample vectors of length cols
