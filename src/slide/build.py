@@ -103,8 +103,12 @@ def main(argv=None):
     ap.add_argument("--portable", action="store_true", help="no -march=native (runtime dispatch only)")
     ap.add_argument("--build-type", default="Release")
     ap.add_argument("--sanitize", action="store_true", help="ASan + UBSan")
+    ap.add_argument("--source", type=Path, default=NATIVE_SRC,
+                    help="the native/ directory to build (default: this package's; another checkout's to compare builds)")
     a = ap.parse_args(argv)
-    print(json.dumps(build(a.out_dir, a.portable, a.build_type, a.sanitize), indent=2))
+    if not (a.source / "CMakeLists.txt").is_file():
+        raise SystemExit(f"{a.source}: no CMakeLists.txt (expected a checkout's native/ directory)")
+    print(json.dumps(build(a.out_dir, a.portable, a.build_type, a.sanitize, source=a.source), indent=2))
 
 
 if __name__ == "__main__":
