@@ -109,7 +109,10 @@ def test_training_tracks_fp32(data):
     train_split, test = data
     p1 = {}
     for precision in ("fp32", "bf16"):
-        n = net(data, precision, threads=2, lr=5e-3)
+        # uniform random negatives: the near stratum's draws follow the k-means ranking, so rounding differences
+        # soon give each run other draws, and on 600 test rows that chance alone moves P@1 by up to 0.05 (over
+        # 6 seeds: bf16 0.007 above fp32 on average); uniform draws keep the two runs' samples the same
+        n = net(data, precision, threads=2, lr=5e-3, near_share=0.0)
         train(n, train_split, 3 * train_split.n // 64)
         ids, _ = n.predict_topk(test, k=5)
         p1[precision] = precision_at_k(ids, test)[1]

@@ -29,7 +29,7 @@ UNION = dict(layers=[{"sparsity": 1.0}, {"hash": "dwta", "K": 6, "L": 1, "range_
              select="union", mips=False, random_share=0.0, adam_catchup=False, min_active=MIN_ACTIVE,
              pad_below=MIN_ACTIVE)
 # This repository's defaults (k-means cells, top-k budget, half of it random negatives).
-TOPK = dict(min_active=MIN_ACTIVE, adam_catchup=False)
+TOPK = dict(min_active=MIN_ACTIVE, adam_catchup=False, near_share=0.0)  # every random negative from the padding run
 
 
 def _batch():

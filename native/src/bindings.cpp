@@ -440,6 +440,11 @@ PYBIND11_MODULE(_native, m) {
                d["random"] = a.random;
                return d;
              }, "Output-layer active neurons summed over the samples trained so far, by origin.")
+        .def("output_cells", [](const Network& net) {
+               py::list out;
+               for (const auto& c : net.output_cells()) out.append(py::array_t<std::int32_t>(c.size(), c.data()));
+               return out;
+             }, "k-means output layer: the neuron ids of each cell (the table's order); raises for other layers.")
         .def_property_readonly("output_lsh", [](const Network& net) {
                const slide::LayerSpec& s = net.output_spec();
                py::dict d;

@@ -40,7 +40,9 @@ enum Stream : std::uint64_t {
   kStreamInference = 0x9000,      // counter: the row; padding of sparse inference (select: union)
   kStreamCellSeeds = 0xA000,      // + layer; counter: the rebuild; the rows that seed the k-means centroids
   kStreamRounding = 0xB000,       // + layer; counter: the step; stochastic rounding of bf16 Adam updates
+  kStreamNear = 0xC000,           // mixed into a sample's padding seed: its draw from the near stratum (near_share)
 };
+constexpr std::uint32_t kNoCell = 0xFFFFFFFFu;  // Layer::cell_of of a row in no k-means cell
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
 constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
@@ -107,6 +109,16 @@ struct Network::Layer {
   std::vector<std::int32_t> perm, inv;  // row -> neuron id, neuron id -> row (empty: identity)
   std::int32_t row_of(std::int32_t id) const { return inv.empty() ? id : inv[id]; }
   std::int32_t id_of(std::int32_t row) const { return perm.empty() ? row : perm[row]; }
+  std::vector<std::uint32_t> cell_of;   // k-means: row -> its cell in the table (kNoCell: in none); near_share
+  void index_cells() {                  // after the table is built or restored
+    if (hash.kind() != HashKind::Kmeans) return;
+    cell_of.assign(static_cast<std::size_t>(size), kNoCell);
+    for (std::int64_t b = 0; b < tables.nbuckets(); ++b) {
+      int len;
+      const std::int32_t* ids = tables.bucket(0, static_cast<std::uint32_t>(b), &len);
+      for (int i = 0; i < len; ++i) cell_of[ids[i]] = static_cast<std::uint32_t>(b);
+    }
+  }
   std::vector<std::int32_t> order;      // rehash scratch: insertion order
   std::vector<std::uint32_t> codes;     // rehash scratch: bucket codes, table-major
   // The MIPS transform of the last rehash (NetConfig::mips): mean weight row and 1 / max augmented norm.
@@ -145,6 +157,10 @@ struct Network::Workspace {
     std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
     std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
     std::vector<float> q, cell_score;       // MIPS query vector; k-means cell scores
+    std::vector<std::uint32_t> cell_mark;   // near_share: stamp of the cells in the sample's near stratum
+    std::vector<std::int32_t> near_cells;   // near_share: those cells, and the running total of their members
+    std::vector<std::int64_t> near_ends;
+    std::vector<std::int32_t> near_at;      // near_share: a round's drawn members (offsets in the table)
     std::int64_t n_labels = 0, n_retrieved = 0, n_random = 0;
     double t_hash = 0, t_fwd = 0, t_bwd = 0;
   };
@@ -431,6 +447,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   }
   if (++t.stamp == 0) {  // wrapped: clear the marks once every 2^32 queries
     std::fill(t.mark.begin(), t.mark.end(), 0u);
+    std::fill(t.cell_mark.begin(), t.cell_mark.end(), 0u);
     t.stamp = 1;
   }
   const std::uint32_t st = t.stamp;
@@ -460,6 +477,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     best_first(t.z.data(), nh, keep, t.rank);
     for (int i = 0; i < keep; ++i) add(o.hot[t.rank[i]]);
   }
+  std::pair<int, int> near{0, 0};  // near_share: neurons drawn from the near stratum, and the stratum's size
   const float* q = h;
   if (cfg_.mips) {
     t.q.resize(o.hdim);
@@ -484,15 +502,20 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
                           ? static_cast<int>(std::min<double>(o.size, n_lab + std::ceil(cfg_.rank_pool * room)))
                           : fill_to;
     int sorted = 0;
-    for (int i = 0; i < C && (topk ? static_cast<int>(active.size()) < limit : i < 1); ++i) {
-      if (i == sorted) {  // sort the next chunk of cells only when needed
-        const int next = std::min(C, std::max(8, 2 * sorted));
-        std::partial_sort(t.rank.begin() + sorted, t.rank.begin() + next, t.rank.end(), better);
-        sorted = next;
-      }
+    auto sort_to = [&](int i) {  // sort the next chunk of cells only when needed
+      if (i < sorted) return;
+      const int next = std::min(C, std::max({8, 2 * sorted, i + 1}));
+      std::partial_sort(t.rank.begin() + sorted, t.rank.begin() + next, t.rank.end(), better);
+      sorted = next;
+    };
+    int cell = 0, pos = 0;  // where retrieval stopped: the next near neuron is member pos of the cell ranked cell
+    for (; cell < C && (topk ? static_cast<int>(active.size()) < limit : cell < 1); ++cell) {
+      sort_to(cell);
       int len;
-      const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[i]), &len);
-      for (int j = 0; j < len && (!topk || static_cast<int>(active.size()) < limit); ++j) add(ids[j]);
+      const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[cell]), &len);
+      for (pos = 0; pos < len && (!topk || static_cast<int>(active.size()) < limit); ++pos) add(ids[pos]);
+      if (pos < len) break;
+      pos = 0;
     }
     const int pooled = static_cast<int>(active.size()) - n_lab;
     if (limit > fill_to && pooled > room) {
@@ -503,6 +526,83 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       active.resize(n_lab);
       for (int i = 0; i < room; ++i) active.push_back(t.cand[t.rank[i]]);
       for (int i = room; i < pooled; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark
+    }
+    // near_share: part of the random negatives comes from a stratum of its own: the cells ranked just after the
+    // retrieved ones (from where retrieval stopped, whole cells until it holds near_pool times the draw). A draw
+    // picks uniformly among the stratum's members not yet active; the uniform run below skips the whole stratum;
+    // each stratum's log Q is set by its own size (forward pass).
+    // (rounded down, so that at least one uniform negative stays while near_share < 1)
+    const int n_near = pad && topk && cfg_.near_share > 0 && cfg_.crowd_step == 0
+                           ? static_cast<int>(cfg_.near_share * std::max(0, budget - static_cast<int>(active.size())))
+                           : 0;
+    if (n_near > 0 && !o.cell_of.empty()) {  // (cell_of: the table exists)
+      if (t.cell_mark.size() != static_cast<std::size_t>(C)) t.cell_mark.assign(C, 0u);
+      const double want_pool = std::ceil(cfg_.near_pool * n_near);
+      t.near_cells.clear();
+      t.near_ends.clear();
+      std::int64_t span = 0;  // members of the stratum's cells, active ones included
+      for (; cell < C && span - pos < want_pool; ++cell) {
+        sort_to(cell);
+        int len;
+        o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[cell]), &len);
+        t.cell_mark[t.rank[cell]] = st;
+        t.near_cells.push_back(t.rank[cell]);
+        t.near_ends.push_back(span += len);
+      }
+      std::int64_t in_active = 0;  // labels, hot and retrieved neurons that lie in the stratum's cells
+      for (std::int32_t r : active) in_active += o.cell_of[r] != kNoCell && t.cell_mark[o.cell_of[r]] == st;
+      const std::int64_t pool = span - in_active;
+      // when fewer neurons lie outside the stratum than the uniform run should draw, the stratum draws the rest
+      const std::int64_t room = budget - static_cast<std::int64_t>(active.size());
+      const std::int64_t far = static_cast<std::int64_t>(o.size) - static_cast<std::int64_t>(active.size()) - pool;
+      int take = static_cast<int>(std::min<std::int64_t>(pool, std::max<std::int64_t>(n_near, room - far)));
+      Rng rng(mix(rng_seed, kStreamNear));
+      // uniform without replacement: draw members, again for those already active. Each draw is two dependent
+      // cache misses (the cell's id list, then the id's mark), so a round draws all it still needs and prefetches
+      // both before it looks. A small or crowded stratum (or one that is still short after a few rounds) lists
+      // its members not yet active instead and draws the rest from that list.
+      int k = 0;
+      for (int round = 0; k < take && round < 8 && span > 8LL * take; ++round) {
+        const int n = take - k;
+        t.cand.resize(n);
+        t.near_at.resize(n);  // the drawn members' offsets in the table's id array
+        int len;
+        const std::int32_t* base = o.tables.bucket(0, 0, &len);  // the id array starts with cell 0's list
+        for (int i = 0; i < n; ++i) {
+          const std::int64_t u = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(span)));
+          const std::size_t c = static_cast<std::size_t>(
+              std::upper_bound(t.near_ends.begin(), t.near_ends.end(), u) - t.near_ends.begin());
+          const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(t.near_cells[c]), &len);
+          const std::int32_t* at = ids + (u - (c ? t.near_ends[c - 1] : 0));
+          t.near_at[i] = static_cast<std::int32_t>(at - base);
+          __builtin_prefetch(at);
+        }
+        for (int i = 0; i < n; ++i) {
+          t.cand[i] = base[t.near_at[i]];
+          __builtin_prefetch(&t.mark[t.cand[i]]);
+        }
+        for (int i = 0; i < n && k < take; ++i)
+          if (t.mark[t.cand[i]] != st) {
+            add(t.cand[i]);
+            ++k;
+          }
+      }
+      if (k < take) {
+        t.cand.clear();
+        for (std::int32_t c : t.near_cells) {
+          int len;
+          const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(c), &len);
+          for (int i = 0; i < len; ++i)
+            if (t.mark[ids[i]] != st) t.cand.push_back(ids[i]);
+        }
+        const std::int64_t nc = static_cast<std::int64_t>(t.cand.size());
+        for (std::int64_t i = 0; k < take && i < nc; ++i, ++k) {  // partial Fisher-Yates
+          std::swap(t.cand[i], t.cand[i + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(nc - i)))]);
+          add(t.cand[i]);
+        }
+      }
+      take = k;
+      near = {take, static_cast<int>(pool)};
     }
   } else {
     const int tables = o.hash.L();
@@ -547,22 +647,36 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       for (int i = keep; i < nc; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark (st - 1 != st)
     }
   }
-  const int retrieved = static_cast<int>(active.size()) - n_lab;
+  const int retrieved = static_cast<int>(active.size()) - n_lab - near.first;
   // Random neurons: walk a fixed permutation from a random start (the original's Mode 4). union: pad to
   // min_active when fewer than pad_below were found; topk: the random share plus any shortfall.
   const std::int64_t want = topk ? budget : std::min<std::int64_t>(cfg_.min_active, o.size);
   if (pad && (topk || static_cast<int>(active.size()) < cfg_.pad_below)) {
     Rng rng(rng_seed);
     std::int64_t p = static_cast<std::int64_t>(rng.below(o.size));
+    const bool strata = near.second > 0;
     for (std::int64_t walked = 0; static_cast<std::int64_t>(active.size()) < want && walked < o.size; ++walked) {
-      add(static_cast<std::int32_t>(p));
+      if (!strata || o.cell_of[p] == kNoCell || t.cell_mark[o.cell_of[p]] != st) add(static_cast<std::int32_t>(p));
       if (++p == o.size) p = 0;
     }
   }
   t.n_labels += n_lab;
   t.n_retrieved += retrieved;
   t.n_random += static_cast<std::int64_t>(active.size()) - n_lab - retrieved;
-  return {n_lab, retrieved};
+  return {n_lab, retrieved, near.first, near.second};
+}
+
+std::vector<std::vector<std::int32_t>> Network::output_cells() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Layer& o = layers_.back();
+  if (!o.sparse || o.hash.kind() != HashKind::Kmeans) throw std::invalid_argument("the output layer has no k-means cells");
+  std::vector<std::vector<std::int32_t>> cells(static_cast<std::size_t>(o.tables.nbuckets()));
+  for (std::size_t b = 0; b < cells.size(); ++b) {
+    int len;
+    const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(b), &len);
+    for (int i = 0; i < len; ++i) cells[b].push_back(o.id_of(ids[i]));
+  }
+  return cells;
 }
 
 std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, const std::int32_t* labels,
@@ -713,11 +827,17 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       o.gather_dot(*k_, act.data(), m, hl, t.z.data());
       // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
-      const int first_random = picked.labels + picked.retrieved;
-      const float log_q = cfg_.select == "topk" && m > first_random
-                              ? static_cast<float>(std::log(static_cast<double>(o.size - first_random) / (m - first_random)))
+      // near_share: the first picked.near of them stand for the near stratum alone (picked.near_pool neurons), the
+      // rest for every neuron in neither.
+      const int first_random = picked.labels + picked.retrieved, first_far = first_random + picked.near;
+      const float log_q_near =
+          picked.near > 0 ? static_cast<float>(std::log(static_cast<double>(picked.near_pool) / picked.near)) : 0.f;
+      const float log_q = cfg_.select == "topk" && m > first_far
+                              ? static_cast<float>(std::log(static_cast<double>(o.size - first_random - picked.near_pool) /
+                                                            (m - first_far)))
                               : 0.f;
-      for (int i = 0; i < m; ++i) t.z[i] += o.b[act[i]] + (i >= first_random ? log_q : 0.f);
+      for (int i = 0; i < m; ++i)
+        t.z[i] += o.b[act[i]] + (i >= first_far ? log_q : i >= first_random ? log_q_near : 0.f);
       ws.first_random[s] = first_random;
       if (crowd_on) {
         // a random negative's own update takes its true share of the softmax where the batch draws each crowd row
@@ -1398,6 +1518,7 @@ void Network::rehash_layer(Layer& layer, bool new_functions) {
   for (std::int64_t i = 0; i < N; ++i)
     for (int t = 0; t < nt; ++t) layer.codes[t * N + i] = by_row[t * N + order[i]];
   layer.tables.build(layer.codes.data(), N, order.data(), mix(cfg_.seed, kStreamTableFill + li, rehash_count_), threads_);
+  layer.index_cells();
   ++rehash_count_;
 }
 
@@ -1969,6 +2090,7 @@ std::string Network::load(const std::string& path) {
       for (std::int32_t id : ids)
         if (id < 0 || id >= layer.size) throw std::runtime_error(path + ": corrupt hash tables");
       layer.tables.restore(static_cast<std::int64_t>(n), off.data(), ids.data());
+      layer.index_cells();
       if (layer.hash.kind() == HashKind::Kmeans) {  // the centroids are learned: stored, not recreated
         std::vector<float> cent(layer.hash.centroids().size());
         get_array(f, cent.data(), cent.size(), path, "k-means centroids");

@@ -105,6 +105,8 @@ class Network {
   const ActiveCounts& active_counts() const { return counts_; }
   // The output layer's resolved LSH settings (after `auto`): K, L, range_pow.
   const LayerSpec& output_spec() const { return cfg_.layers.back(); }
+  // k-means output layer: the neuron ids of each cell, in the table's order (empty before the first rehash)
+  std::vector<std::vector<std::int32_t>> output_cells() const;
   // LSH occupancy of the output layer: non-empty buckets and stored ids over all tables.
   void table_stats(std::int64_t* nonempty, std::int64_t* stored) const;
   std::int64_t n_labels() const;
@@ -123,6 +125,7 @@ class Network {
   // budget: the topk budget (0 = min_active).
   struct Picked {
     int labels, retrieved;
+    int near = 0, near_pool = 0;  // near_share: negatives drawn from the near stratum, and the stratum's size
   };
   Picked select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0) const;
