@@ -49,14 +49,12 @@ def test_the_stratum_is_whole_cells_after_the_retrieved_ones_and_the_uniform_one
         assert not set(cell_of[retrieved[:-1]]) & (stratum - {cell_of[retrieved[-1]]})
 
 
-def test_a_stratum_of_every_other_neuron_takes_the_whole_random_share():
-    net = trained(near_share=0.5, near_pool=1000.0)
-    x = random_csr(4, N_FEATURES, 0.15, seed=3)
-    for r in range(4):
-        full = net.active_set(x, r, [], salt=r).tolist()
-        assert len(full) == len(set(full)) == BUDGET
-    c = net.active_counts
-    assert c["labels"] + c["retrieved"] + c["random"] == BUDGET * c["samples"]
+def test_a_stratum_over_a_quarter_of_the_layer_leaves_every_negative_uniform():
+    # 6 near draws x 32 = 192 neurons > a quarter of the ~376 not yet active: the same as near_share 0
+    a, b = trained(near_share=0.5, near_pool=32.0), trained(near_share=0.0)
+    np.testing.assert_array_equal(a.native.weights(1), b.native.weights(1))
+    c, d = trained(near_share=0.5, near_pool=8.0), trained(near_share=0.0)  # 48: near negatives
+    assert not np.array_equal(c.native.weights(1), d.native.weights(1))
 
 
 @pytest.mark.parametrize("share,pool", [(0.5, 2.0), (0.25, 4.0), (0.9, 1.5), (0.5, 1000.0)])

@@ -531,13 +531,16 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     // retrieved ones (from where retrieval stopped, whole cells until it holds near_pool times the draw). A draw
     // picks uniformly among the stratum's members not yet active; the uniform run below skips the whole stratum;
     // each stratum's log Q is set by its own size (forward pass).
-    // (rounded down, so that at least one uniform negative stays while near_share < 1)
+    // Only where the stratum is at most a quarter of the neurons left (in a small layer it would be most of them,
+    // the same as uniform, and drawing from cells costs more than the uniform run). Rounded down, so that at least
+    // one uniform negative stays while near_share < 1.
     const int n_near = pad && topk && cfg_.near_share > 0 && cfg_.crowd_step == 0
                            ? static_cast<int>(cfg_.near_share * std::max(0, budget - static_cast<int>(active.size())))
                            : 0;
-    if (n_near > 0 && !o.cell_of.empty()) {  // (cell_of: the table exists)
+    const double want_pool = std::ceil(cfg_.near_pool * n_near);
+    if (n_near > 0 && !o.cell_of.empty() &&  // (cell_of: the table exists)
+        4 * want_pool <= static_cast<double>(o.size) - static_cast<double>(active.size())) {
       if (t.cell_mark.size() != static_cast<std::size_t>(C)) t.cell_mark.assign(C, 0u);
-      const double want_pool = std::ceil(cfg_.near_pool * n_near);
       t.near_cells.clear();
       t.near_ends.clear();
       std::int64_t span = 0;  // members of the stratum's cells, active ones included

@@ -30,7 +30,8 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(near_share, double, 0.5, "", 0, 1, kHiOpen,                                                                       \
     "topk with k-means cells (and crowd_step 0): share of the random negatives drawn instead from the cells ranked "  \
     "just after the retrieved ones (a stratum of at least near_pool times as many neurons), each weighted (log Q) "   \
-    "for its own stratum; the rest stay uniform over every other neuron; 0 = all uniform")                           \
+    "for its own stratum; the rest stay uniform over every other neuron; only where the stratum is at most a "     \
+    "quarter of the neurons not yet active; 0 = all uniform")                                                        \
   X(near_pool, double, 32, "", 1, kInf, kClosed,                                                                      \
     "near_share: the near stratum is whole cells holding at least this many times the neurons drawn from it")        \
   X(rank_pool, double, 1, "", 1, kInf, kClosed,                                                                      \
