@@ -15,8 +15,9 @@ N_FEATURES, N_LABELS, BUDGET = 40, 400, 24
 
 
 def trained(steps: int = 6, out=KMEANS_AUTO, **kw) -> Network:
+    kw = {"hot_neurons": 0, "rehash": 32, **kw}
     net = Network(N_FEATURES, N_LABELS, hidden=(12,), layers=[DENSE, out], lr=1e-2, seed=6, threads=2,
-                  init_std=0.2, min_active=BUDGET, hot_neurons=0, rehash=32, rebuild=96, **kw)
+                  init_std=0.2, min_active=BUDGET, rebuild=96, **kw)
     for step in range(steps):
         net.train_batch(random_csr(16, N_FEATURES, 0.15, seed=600 + step), random_labels(16, N_LABELS, 500 + step))
     return net
@@ -55,6 +56,28 @@ def test_a_stratum_over_a_quarter_of_the_layer_leaves_every_negative_uniform():
     np.testing.assert_array_equal(a.native.weights(1), b.native.weights(1))
     c, d = trained(near_share=0.5, near_pool=8.0), trained(near_share=0.0)  # 48: near negatives
     assert not np.array_equal(c.native.weights(1), d.native.weights(1))
+
+
+def test_save_and_load_resume_exactly(tmp_path):
+    """The cells of each row are rebuilt from the saved table: a resumed run draws the same near negatives."""
+    a = trained(near_share=0.5, near_pool=2.0, rehash=48)  # 6 steps of 16 rows: mid-interval
+    a.save(tmp_path / "m.slide")
+    b = Network.load(tmp_path / "m.slide")
+    for net in (a, b):
+        for step in range(6, 12):
+            net.train_batch(random_csr(16, N_FEATURES, 0.15, seed=600 + step), random_labels(16, N_LABELS, 500 + step))
+    for layer in (0, 1):
+        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
+
+
+def test_with_hot_neurons_and_a_ranked_pool_the_sets_stay_whole():
+    net = trained(near_share=0.5, near_pool=2.0, hot_neurons=64, rank_pool=2.0)
+    c = net.active_counts
+    assert c["labels"] + c["retrieved"] + c["random"] == BUDGET * c["samples"]
+    x = random_csr(8, N_FEATURES, 0.15, seed=3)
+    for r in range(8):
+        full = net.active_set(x, r, [5, 9], salt=r).tolist()
+        assert full[:2] == [5, 9] and len(full) == len(set(full)) == BUDGET
 
 
 @pytest.mark.parametrize("share,pool", [(0.5, 2.0), (0.25, 4.0), (0.9, 1.5), (0.5, 1000.0)])
