@@ -152,13 +152,15 @@ class Network {
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
   double adam_lr(std::int64_t step) const;
-  void prepare_idle_sums();
+  void prepare_idle_sums(std::int64_t now);
+  void catch_up_inputs(const Csr& x);
   double idle_step_sum(std::int64_t idle) const;
   struct IdleStep {
     float c, d1, d2;  // summed idle step sizes, beta1^idle, beta2^idle
   };
   IdleStep idle_step(std::int64_t idle) const;
   std::vector<double> idle_sums_;
+  std::int64_t idle_now_ = 0;  // the step idle_sums_ was prepared for
   mutable std::vector<double> lr_table_;  // adam_lr by step (grown on demand; calls hold mu_)
   mutable bool lr_converged_ = false;
   std::vector<float> idle_decay1_, idle_decay2_;
