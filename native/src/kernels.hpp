@@ -27,8 +27,10 @@ struct Kernels {
   // d2 = b2^idle), then the Adam step with gradient g
   void (*adam_after_idle)(float* w, float* m, float* v, const float* g, int n, float lr_t, float b1, float b2,
                           float eps, float c, float d1, float d2);
-  // the idle steps alone (a row brought up to date before it is read): w -= c * m / (sqrt(v) + eps), m *= d1, v *= d2
-  void (*adam_idle)(float* w, float* m, float* v, int n, float eps, float c, float d1, float d2);
+  // gather_axpy of rows read with their owed idle Adam steps applied: y += sum_i coef[i] * (w - c[i] * m / (sqrt(v) +
+  // eps)) for row ids[i] of W, whose m and v lie moff and 2 moff elements after its w (c[i] = 0: w alone)
+  void (*gather_axpy_idle)(const float* W, std::int64_t ld, std::int64_t moff, const std::int32_t* ids,
+                           const float* coef, const float* c, int m, int n, float eps, float* y);
   // out[s*kTile + c] = H[s] . Wt[:, c]  for s < ns; Wt is n x kTile (a transposed tile of kTile neurons)
   void (*score_tile)(const float* H, int ldh, int ns, const float* Wt, int n, float* out);
   // C = A B: A is M x K, B is K x N with N a multiple of kTile (row strides lda, ldb, ldc); score_tile is this with
@@ -46,13 +48,12 @@ struct Kernels {
                           int n, float* out);
   void (*gather_axpy_bf16)(const std::uint16_t* W, std::int64_t ld, const std::int32_t* ids, const float* coef, int m,
                            int n, float* y);
+  void (*gather_axpy_idle_bf16)(const std::uint16_t* W, std::int64_t ld, std::int64_t moff, const std::int32_t* ids,
+                                const float* coef, const float* c, int m, int n, float eps, float* y);
   // adam_after_idle on bf16 w, m, v (c = 0, d1 = d2 = 1: no idle steps), stored with stochastic rounding whose
   // random bits are a hash of (seed, element index)
   void (*adam_bf16)(std::uint16_t* w, std::uint16_t* m, std::uint16_t* v, const float* g, int n, float lr_t, float b1,
                     float b2, float eps, float c, float d1, float d2, std::uint32_t seed);
-  // adam_idle on bf16 w, m, v, stored with stochastic rounding as adam_bf16
-  void (*adam_idle_bf16)(std::uint16_t* w, std::uint16_t* m, std::uint16_t* v, int n, float eps, float c, float d1,
-                         float d2, std::uint32_t seed);
   void (*to_bf16)(const float* x, std::uint16_t* out, int n);  // round to nearest even
   void (*from_bf16)(const std::uint16_t* x, float* out, int n);
   // out[i] = exp(z[i] - shift) (relative error ~2e-7); returns the sum (softmax)

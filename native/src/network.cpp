@@ -41,7 +41,6 @@ enum Stream : std::uint64_t {
   kStreamCellSeeds = 0xA000,      // + layer; counter: the rebuild; the rows that seed the k-means centroids
   kStreamRounding = 0xB000,       // + layer; counter: the step; stochastic rounding of bf16 Adam updates
   kStreamNear = 0xC000,           // mixed into a sample's padding seed: its draw from the near stratum (near_share)
-  kStreamCatchUp = 0xD000,        // counter: the step; stochastic rounding of bf16 input rows brought up to date
 };
 constexpr std::uint32_t kNoCell = 0xFFFFFFFFu;  // Layer::cell_of of a row in no k-means cell
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
@@ -102,6 +101,12 @@ struct Network::Layer {
     if (bf16) k.gather_axpy_bf16(Q.data(), ld, ids, coef, m, cols(), y);
     else k.gather_axpy(P.data(), ld, ids, coef, m, cols(), y);
   }
+  // gather_axpy of rows read with owed idle Adam steps c[i] applied (adam_catchup)
+  void gather_axpy_idle(const Kernels& k, const std::int32_t* ids, const float* coef, const float* c, int m, float eps,
+                        float* y) const {
+    if (bf16) k.gather_axpy_idle_bf16(Q.data(), ld, rows() * ld, ids, coef, c, m, cols(), eps, y);
+    else k.gather_axpy_idle(P.data(), ld, rows() * ld, ids, coef, c, m, cols(), eps, y);
+  }
   HashFamily hash;
   HashTables tables;
   // Sparse layers store neuron id perm[r] in row r, a fixed random permutation (the original's _randNode).
@@ -149,7 +154,7 @@ struct Network::Workspace {
   std::vector<std::int32_t> touched, tsample;
   std::vector<float> tcoef;
   std::vector<std::int64_t> tstart, tfill;
-  std::vector<std::int64_t> catch_up_rows, catch_up_idle;  // adam_catchup: the batch's input rows owed idle steps
+  std::vector<float> idle_c;  // adam_catchup: per input entry of the batch, its row's owed idle step sum (0: none)
   struct PerThread {
     std::vector<std::uint32_t> mark;
     std::uint32_t stamp = 0;
@@ -729,14 +734,13 @@ float Network::train_batch(const Csr& x, const Csr& y) {
   for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0, t.n_labels = t.n_retrieved = t.n_random = 0;
 
   if (crowd() && step_ - crowd_settled_ >= kCrowdPending) settle_crowd();
-  if (cfg_.adam_catchup && !cfg_.dense_adam) {  // the idle steps of this batch's update (step_ + 1), and of its inputs
-    const auto t_catch = Clock::now();
-    prepare_idle_sums(step_ + 1);
-    catch_up_inputs(x);
-    times_.update += since(t_catch);
-  }
   auto t0 = Clock::now();
-  hidden_layers(x, ws.H);  // every hidden layer for the whole batch
+  const float* idle_c = nullptr;
+  if (cfg_.adam_catchup && !cfg_.dense_adam) {  // the idle steps of this batch's update (step_ + 1)
+    prepare_idle_sums(step_ + 1);
+    idle_c = input_idle_steps(x);
+  }
+  hidden_layers(x, ws.H, idle_c);  // every hidden layer for the whole batch
   if (o.sparse && cfg_.hot_neurons > 0) {
     const int d = o.in_dim;
     hot_hsum_.resize(d, 0.0);
@@ -945,16 +949,37 @@ void Network::output_dense(const Csr& y) {
 
 // Every hidden layer for the batch: the input layer row by row (a sparse row times the feature-major weights),
 // then each dense hidden layer as one matrix product; ReLU.
-void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H) const {
+// adam_catchup: dense Adam moves an idle row every step by its momentum; sparse Adam owes it those steps and takes
+// them in closed form at the row's next update. The forward pass reads each input row of the batch as it will be
+// after those owed steps (the update's starting point), so the hidden layer and every gradient of the batch see the
+// weights dense Adam would have. Reading them stale cost 0.002-0.003 P@1 on a 200k-label set. Returns, per entry of
+// x, its row's owed step sum (0: none), or nullptr when no row has been updated yet. Output rows are read as they
+// are: bringing the sampled ones up to date before their logits made no measurable difference.
+const float* Network::input_idle_steps(const Csr& x) {
+  const Layer& in = layers_.front();
+  if (in.last.empty()) return nullptr;
+  const std::int64_t nnz = x.indptr[x.rows];
+  std::vector<float>& c = ws_->idle_c;
+  c.resize(nnz);
+  for (std::int64_t i = 0; i < nnz; ++i) {
+    const std::int64_t last = in.last[x.indices[i]];  // 0: never updated (m = v = 0)
+    c[i] = last > 0 && last < step_ ? idle_step(step_ - last).c : 0.f;
+  }
+  return c.data();
+}
+
+void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c) const {
   const int nh = static_cast<int>(layers_.size()) - 1;
   const std::int64_t n = x.rows;
   const Layer& L0 = layers_[0];
+  const float eps = static_cast<float>(cfg_.eps);
 #pragma omp parallel for num_threads(threads_) schedule(static)
   for (std::int64_t s = 0; s < n; ++s) {
     float* h0 = row_ptr(H[0], s, L0.size);
     const std::int64_t a = x.indptr[s], e = x.indptr[s + 1];
     std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
-    L0.gather_axpy(*k_, x.indices + a, x.data + a, static_cast<int>(e - a), h0);
+    if (idle_c) L0.gather_axpy_idle(*k_, x.indices + a, x.data + a, idle_c + a, static_cast<int>(e - a), eps, h0);
+    else L0.gather_axpy(*k_, x.indices + a, x.data + a, static_cast<int>(e - a), h0);
     for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
   }
   for (int l = 1; l < nh; ++l) {
@@ -1358,52 +1383,6 @@ void Network::adam_row(Layer& layer, int li, std::int64_t r, const float* g, flo
   if (layer.input) return;  // the input layer's biases are dense: updated once for the batch (apply_adam)
   if (idle > 0) k_->adam_after_idle(&layer.b[r], &layer.mb[r], &layer.vb[r], &gb, 1, lr_t, b1, b2, eps, is.c, is.d1, is.d2);
   else k_->adam(&layer.b[r], &layer.mb[r], &layer.vb[r], &gb, 1, lr_t, b1, b2, eps);
-}
-
-// adam_catchup: dense Adam moves an idle row every step by its momentum; sparse Adam owes it those steps and takes
-// them in closed form at the row's next update. The input rows this batch reads take them now, before the forward
-// pass, so that the forward and the gradient see the weights dense Adam would have (reading them stale cost 0.003
-// P@1 on a 200k-label set). Their update at the end of the batch then owes nothing. Output rows keep the deferred
-// catch-up: bringing the sampled ones up to date before their logits made no measurable difference, and would add a
-// pass over every active row.
-void Network::catch_up_inputs(const Csr& x) {
-  Layer& in = layers_.front();
-  if (in.last.empty()) in.last.assign(in.rows(), 0);
-  // each feature row of the batch once, marked by moving its last update to step_ (what it is brought up to)
-  std::vector<std::int64_t>& rows = ws_->catch_up_rows;
-  std::vector<std::int64_t>& idle = ws_->catch_up_idle;
-  rows.clear();
-  idle.clear();
-  const std::int64_t nnz = x.indptr[x.rows];
-  for (std::int64_t i = 0; i < nnz; ++i) {
-    const std::int64_t r = x.indices[i];
-    if (in.last[r] >= step_) continue;  // up to date, or already listed
-    rows.push_back(r);
-    idle.push_back(step_ - in.last[r]);
-    in.last[r] = step_;
-  }
-  const float eps = static_cast<float>(cfg_.eps);
-  const int cols = in.cols();
-  const auto n = static_cast<std::int64_t>(rows.size());
-  const std::uint64_t seed = mix(cfg_.seed, kStreamCatchUp, static_cast<std::uint64_t>(step_));
-  const std::int64_t row_bytes = in.ld * (in.bf16 ? 2 : 4);
-#pragma omp parallel for num_threads(threads_) schedule(static)
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (i + 2 < n)  // scattered rows: fetch a later one's while this one computes
-      for (const Layer::Part part : {Layer::kWeights, Layer::kMoment1, Layer::kMoment2}) {
-        const char* p = in.bf16 ? reinterpret_cast<const char*>(in.param16(part, rows[i + 2]))
-                                : reinterpret_cast<const char*>(in.param(part, rows[i + 2]));
-        for (std::int64_t o = 0; o < row_bytes; o += 64) __builtin_prefetch(p + o, 1);
-      }
-    const std::int64_t r = rows[i];
-    const IdleStep is = idle_step(idle[i]);
-    if (in.bf16)
-      k_->adam_idle_bf16(in.param16(Layer::kWeights, r), in.param16(Layer::kMoment1, r), in.param16(Layer::kMoment2, r),
-                         cols, eps, is.c, is.d1, is.d2,
-                         static_cast<std::uint32_t>(seed ^ (static_cast<std::uint64_t>(r) * 0x9e3779b97f4a7c15ull >> 32)));
-    else
-      k_->adam_idle(in.w(r), in.m(r), in.v(r), cols, eps, is.c, is.d1, is.d2);
-  }
 }
 
 // Adam's bias-corrected step size at step s (>= 1). Tabulated (two pow() per step were a measurable share of a

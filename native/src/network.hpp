@@ -131,7 +131,7 @@ class Network {
                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
   // Training, one batch: every hidden layer, then the output layer sparse (per sample) or dense (batched).
-  void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H) const;
+  void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c = nullptr) const;
   void output_sparse(const Csr& x, const Csr& y);
   void output_dense(const Csr& y);
   // Dense layers as matrix products over the batch (weights W: fp32, row stride ld).
@@ -153,7 +153,7 @@ class Network {
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
   double adam_lr(std::int64_t step) const;
   void prepare_idle_sums(std::int64_t now);
-  void catch_up_inputs(const Csr& x);
+  const float* input_idle_steps(const Csr& x);
   double idle_step_sum(std::int64_t idle) const;
   struct IdleStep {
     float c, d1, d2;  // summed idle step sizes, beta1^idle, beta2^idle
