@@ -209,8 +209,8 @@ def test_second_step_and_dense_adam(dense_adam):
 
 def test_adam_catchup_takes_the_idle_steps_dense_adam_takes():
     """A feature row touched by batches 1 and 5 only: dense Adam moves it in steps 2-4 by momentum; sparse Adam
-    with adam_catchup takes those steps in closed form when batch 5 reads it, before its forward pass, and ends
-    equal to dense Adam up to float rounding, where plain sparse Adam stays far behind."""
+    with adam_catchup takes those steps in closed form when batch 5 updates it, after its forward pass read it with
+    them applied, and ends equal to dense Adam up to float rounding, where plain sparse Adam stays far behind."""
     rng = np.random.default_rng(3)
     def batch(with_last: bool):
         dense = rng.uniform(0.5, 1.5, (6, 20)).astype(np.float32)
@@ -240,8 +240,8 @@ def test_adam_catchup_takes_the_idle_steps_dense_adam_takes():
 @pytest.mark.parametrize("threads", [1, 2])
 def test_adam_catchup_trains_as_dense_adam(threads):
     """Sparse features, most of them idle in most batches, and a dense output layer: with adam_catchup every
-    parameter follows dense Adam's trajectory (the idle input rows are brought up to date before each forward
-    pass reads them), so after 30 batches the output layer, the biases and the last batch's input rows match it
+    parameter follows dense Adam's trajectory (each forward pass reads the idle input rows with their owed steps
+    applied), so after 30 batches the output layer, the biases and the last batch's input rows match it
     up to float rounding. Plain sparse Adam drifts away."""
     rng = np.random.default_rng(11)
     n_features, n_labels = 60, 15

@@ -947,8 +947,6 @@ void Network::output_dense(const Csr& y) {
   times_.backward += since(t1);
 }
 
-// Every hidden layer for the batch: the input layer row by row (a sparse row times the feature-major weights),
-// then each dense hidden layer as one matrix product; ReLU.
 // adam_catchup: dense Adam moves an idle row every step by its momentum; sparse Adam owes it those steps and takes
 // them in closed form at the row's next update. The forward pass reads each input row of the batch as it will be
 // after those owed steps (the update's starting point), so the hidden layer and every gradient of the batch see the
@@ -968,6 +966,8 @@ const float* Network::input_idle_steps(const Csr& x) {
   return c.data();
 }
 
+// Every hidden layer for the batch: the input layer row by row (a sparse row times the feature-major weights; with
+// idle_c, each row read with its owed idle steps applied), then each dense hidden layer as one matrix product; ReLU.
 void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c) const {
   const int nh = static_cast<int>(layers_.size()) - 1;
   const std::int64_t n = x.rows;

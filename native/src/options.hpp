@@ -60,8 +60,8 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(schedule_growth, double, 1.1, "", 1, kInf, kClosed, "exponential schedule: each interval is this times the last") \
   X(dense_adam, bool, false, "", 0, 0, kClosed, "give every weight an Adam step each batch (the original's sweep)")   \
   X(adam_catchup, bool, true, "", 0, 0, kClosed,                                                                      \
-    "sparse Adam: an idle row takes in closed form the momentum steps dense Adam takes while it is idle (input rows " \
-    "before the batch's forward pass reads them, output rows at their next update)")                                 \
+    "sparse Adam: at its next update an idle row first takes in closed form the momentum steps dense Adam takes "   \
+    "while it is idle; the forward pass reads input rows with those steps applied")                                 \
   X(crowd_step, double, 0, "", 0, 1, kClosed,                                                                        \
     "sparse Adam closer to full softmax's: the output neurons outside a batch's active sets all take one normalised " \
     "step, tracked once for all; each neuron that has been a label or retrieved rises relative to them by this "      \
