@@ -59,6 +59,16 @@ def test_a_policy_the_user_set_is_kept(monkeypatch):
     assert os.environ[cpu_share.ENV] == "ACTIVE"
 
 
+def test_a_thread_sweep_keeps_its_count_and_policy_on_busy_cores(monkeypatch):
+    """A sweep's thread count is what it measures: fewer threads would mislabel the run."""
+    monkeypatch.delenv(cpu_share.ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "slide._native", raising=False)
+    got = cpu_share.share_cores(2, measure=lambda: 0.1, keep_threads=True)
+    assert got["threads"] == 2 and got["wait_policy"] == "default" and got["free_cores"] == 0.1
+    assert "keeps its 2 thread(s)" in got["reason"]
+    assert cpu_share.ENV not in os.environ
+
+
 def test_too_late_once_openmp_has_started(monkeypatch):
     monkeypatch.delenv(cpu_share.ENV, raising=False)
     monkeypatch.setitem(sys.modules, "slide._native", object())

@@ -130,6 +130,18 @@ def test_make_figures_writes_scaling_only_with_several_thread_counts(tmp_path):
         make_figures([tmp_path / "nothing"], **kw)
 
 
+def test_the_thread_scaling_rule_says_why_it_has_no_figure(tmp_path):
+    """The rule asks for the figure: runs that all trained with one thread count get an error naming the counts,
+    not a figure silently left out (which Snakemake reports only as a missing output)."""
+    out = tmp_path / "out"
+    for t in (1, 2):
+        shutil.copytree(RUNS / "slide", tmp_path / "sweep" / "slide" / f"t{t}")  # both ran with 2 threads
+    with pytest.raises(ValueError, match=r"at least two thread counts; these ran with \[2\]"):
+        make_figures([tmp_path / "sweep" / "slide"], dataset="fixture", scaling_paths=[out / "sc.png"], dpi=50,
+                     scaling_required=True)
+    assert not (out / "sc.png").exists()
+
+
 def test_cli_writes_figures_and_summary_for_a_sweep(tmp_path):
     from slide.report.__main__ import main
 

@@ -12,6 +12,9 @@ measures how busy the cores this process may use are (/proc/stat over a short in
 than threads were asked for, the run trains with as many threads as cores are free (at least 1; results do
 not depend on the thread count) and OMP_WAIT_POLICY=PASSIVE. A wait policy the user set is kept. The decision
 holds for the whole run: a run that starts beside other work keeps its fewer threads after that work ends.
+
+A thread sweep's run (`keep_threads`) is a measurement of that thread count, so it keeps the count and the wait
+policy, and only records that the cores were busy.
 """
 from __future__ import annotations
 
@@ -51,10 +54,11 @@ def free_cores(seconds: float = 0.25, proc: str | os.PathLike = "/proc") -> floa
     return len(cpus) * (i1 - i0) / (t1 - t0)
 
 
-def share_cores(threads: int, measure=None) -> dict:
+def share_cores(threads: int, measure=None, keep_threads: bool = False) -> dict:
     """Decide the OpenMP wait policy for a run of `threads` threads (before the native core loads) and apply it.
 
-    Returns what was seen and decided (`threads`: the count to train with), for the log and final.json."""
+    Returns what was seen and decided (`threads`: the count to train with), for the log and final.json.
+    `keep_threads`: the count is what the run measures (a thread sweep); keep it and the wait policy."""
     if threads < 1:  # 0: OpenMP's default, every allowed core
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     free = (measure or free_cores)()
@@ -65,6 +69,10 @@ def share_cores(threads: int, measure=None) -> dict:
     if free >= threads - 0.5:
         return {**seen, "threads": threads, "wait_policy": os.environ.get(ENV, "default"),
                 "reason": f"{free:.1f} cores free for {threads} threads"}
+    if keep_threads:
+        return {**seen, "threads": threads, "wait_policy": os.environ.get(ENV, "default"),
+                "reason": f"only {free:.1f} cores free for {threads} threads: other work shares the cores; a thread "
+                          f"sweep's run keeps its {threads} thread(s), so its times include that work"}
     fewer = max(1, min(threads, int(free + 0.5)))
     why = f"only {free:.1f} cores free for {threads} threads: other work shares the cores, so {fewer} thread(s)"
     if os.environ.get(ENV):

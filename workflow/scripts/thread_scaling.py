@@ -10,4 +10,5 @@ with logged(snakemake):  # noqa: F821 (injected by Snakemake)
     make_figures([Path(f).parent for f in snakemake.input.final], dataset=snakemake.wildcards.dataset,
                  meta=snakemake.input.meta, check=snakemake.input.check,
                  scaling_paths=[snakemake.output.png, snakemake.output.pdf],
-                 dpi=snakemake.params.figures.get("dpi", 200), runs=load_runs(snakemake.input.final))
+                 dpi=snakemake.params.figures.get("dpi", 200), runs=load_runs(snakemake.input.final),
+                 scaling_required=True)

@@ -11,10 +11,11 @@ from .runs import host_label, majority_p1, majority_pk, read_json_optional, runs
 
 def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time_paths=(),
                  steps_paths=(), scaling_paths=(), band: str = "minmax", dpi: int = 200, runs=None,
-                 target_fraction: float | None = None) -> list[str]:
+                 target_fraction: float | None = None, scaling_required: bool = False) -> list[str]:
     """Write P@1-vs-time and P@1-vs-steps figures (and thread scaling when asked and possible).
 
-    Returns the paths written. The thread-scaling figure is written only when several thread counts exist.
+    Returns the paths written. The thread-scaling figure is written only when several thread counts exist;
+    with `scaling_required` (the pipeline's thread_scaling rule) their absence is an error that says so.
     `runs` (e.g. slide.sweep.load_runs) replaces the runs found below `system_dirs`. With `target_fraction`,
     the summary's target P@1 is drawn as a line.
     """
@@ -32,6 +33,10 @@ def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time
             save_figure(plot_p1_curves(runs, x, figure_title(what, dataset, host), base, band, target=target),
                         paths, dpi)
             written += map(str, paths)
+    if scaling_paths and scaling_required and not several_thread_counts(runs):
+        counts = sorted({r.threads for r in runs if r.ok and r.threads})
+        raise ValueError(f"thread scaling needs finished runs with at least two thread counts; these ran with "
+                         f"{counts or 'none'} ({', '.join(str(r.path) for r in runs)})")
     if scaling_paths and several_thread_counts(runs):
         save_figure(plot_thread_scaling(runs, figure_title("time per epoch vs threads", dataset, host)),
                     scaling_paths, dpi)

@@ -85,14 +85,15 @@ class SlideModel:
 
 
 def train_slide(train_path, test_path, meta_path, out_dir, config: dict, threads: int,
-                build_dir: str | Path | None = None, progress: bool = True) -> dict:
+                build_dir: str | Path | None = None, progress: bool = True, keep_threads: bool = False) -> dict:
     """Train SLIDE on prepared splits; `config` holds the pipeline's model, train and slide sections.
 
     `build_dir` (the pipeline's results/build) selects the host-tuned extension over the installed one.
+    `keep_threads`: train with `threads` even on busy cores (a thread sweep measures that count).
     """
     from ..cpu_share import share_cores
 
-    share = share_cores(threads)  # before the native core (and OpenMP) loads
+    share = share_cores(threads, keep_threads=keep_threads)  # before the native core (and OpenMP) loads
     print(f"cores: {share['reason']} (OpenMP wait policy: {share['wait_policy']})", file=sys.stderr)
     threads = share["threads"]
     if build_dir is not None:
