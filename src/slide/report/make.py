@@ -33,14 +33,14 @@ def make_figures(system_dirs: list, *, dataset: str, meta=None, check=None, time
             save_figure(plot_p1_curves(runs, x, figure_title(what, dataset, host), base, band, target=target),
                         paths, dpi)
             written += map(str, paths)
-    if scaling_paths and scaling_required and not several_thread_counts(runs):
-        counts = sorted({r.threads for r in runs if r.ok and r.threads})
-        raise ValueError(f"thread scaling needs finished runs with at least two thread counts; these ran with "
-                         f"{counts or 'none'} ({', '.join(str(r.path) for r in runs)})")
     if scaling_paths and several_thread_counts(runs):
         save_figure(plot_thread_scaling(runs, figure_title("time per epoch vs threads", dataset, host)),
                     scaling_paths, dpi)
         written += map(str, scaling_paths)
+    elif scaling_paths and scaling_required:
+        counts = sorted({r.threads for r in runs if r.ok and r.threads})
+        raise ValueError(f"thread scaling needs finished runs with at least two thread counts; these ran with "
+                         f"{counts or 'none'} ({', '.join(str(r.path) for r in runs)})")
     return written
 
 
