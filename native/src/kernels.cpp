@@ -75,13 +75,17 @@ void gather_dot_bf16(const std::uint16_t* W, std::int64_t ld, const std::int32_t
   }
 }
 
-Kernels make_table() {
-  Kernels t = k_avx512::table;
-  t.name = "avx512_bf16";
-  t.gather_dot_bf16 = gather_dot_bf16;
+// Built on first use, not at load: code in this region may use AVX-512, and a global initialised here would
+// run it when the module is imported, on every CPU.
+const Kernels& table() {
+  static const Kernels t = [] {
+    Kernels k = k_avx512::table;
+    k.name = "avx512_bf16";
+    k.gather_dot_bf16 = gather_dot_bf16;
+    return k;
+  }();
   return t;
 }
-const Kernels table = make_table();
 }  // namespace k_avx512bf16
 #pragma GCC pop_options
 
@@ -129,7 +133,7 @@ const Kernels& select_kernels(const std::string& isa) {
     throw std::invalid_argument("isa must be 'auto', 'avx512_bf16', 'avx512', 'avx2' or 'scalar', got '" + isa + "'");
   if (rank(want) > rank(best))
     throw std::invalid_argument("isa '" + want + "' requested but this CPU supports at most '" + best + "'");
-  if (want == "avx512_bf16") return k_avx512bf16::table;
+  if (want == "avx512_bf16") return k_avx512bf16::table();
   if (want == "avx512") return k_avx512::table;
   if (want == "avx2") return k_avx2::table;
   return k_scalar::table;
