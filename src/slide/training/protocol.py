@@ -157,15 +157,28 @@ def evaluate(model: Model, split: Split, batch_size: int) -> dict[int, float]:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process's own address space. Linux's VmHWM, not getrusage's ru_maxrss: that
-    one survives exec, so a job started by a large process (Snakemake, pytest) would report its parent's size."""
+    """Peak resident memory of this process's own address space, reserved hugepages included (see
+    `status_peak_bytes`); getrusage's ru_maxrss where /proc is missing."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024  # kB
+        peak = status_peak_bytes(Path("/proc/self/status").read_text())
+        if peak is not None:
+            return peak
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def status_peak_bytes(status: str) -> int | None:
+    """VmHWM plus HugetlbPages from a /proc/<pid>/status text, in bytes; None without VmHWM.
+
+    VmHWM, not ru_maxrss: that one survives exec, so a job started by a large process (Snakemake, pytest)
+    would report its parent's size. Neither counts pages from the reserved hugepage pool, where the native core
+    maps its large arrays when the host has one, so the hugepages mapped now are added: the core holds them
+    from the network's construction to its end."""
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if "VmHWM" not in fields:
+        return None
+    return sum(int(fields.get(key, "0 kB").split()[0]) for key in ("VmHWM", "HugetlbPages")) * 1024  # kB
 
 
 @dataclass
