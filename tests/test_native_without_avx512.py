@@ -40,6 +40,7 @@ SCRIPT = textwrap.dedent(r'''
 
 def run(args: list[str], isa: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "SLIDE_NATIVE_DIR"}  # the installed, portable build
+    env["OMP_WAIT_POLICY"] = "PASSIVE"  # valgrind runs one thread at a time: a spinning one wastes its turn
     return subprocess.run([*args, sys.executable, "-c", SCRIPT, isa], capture_output=True, text=True, env=env,
                           timeout=600)
 
