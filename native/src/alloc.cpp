@@ -11,6 +11,7 @@ namespace slide {
 namespace {
 constexpr std::size_t kHuge = std::size_t(2) << 20;
 std::atomic<std::size_t> g_bytes[3];
+std::atomic<std::size_t> g_hugetlb_peak{0};  // reserved hugepages are not in the process's VmHWM
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
 }  // namespace
 
@@ -28,6 +29,8 @@ const char* page_kind_name(PageKind k) {
     default: return "plain";
   }
 }
+
+std::size_t hugetlb_peak_bytes() { return g_hugetlb_peak.load(); }
 
 PageStats page_stats() {
   PageStats s;
@@ -55,7 +58,12 @@ void* huge_alloc(std::size_t bytes, PagePolicy policy, std::size_t* mapped, Page
     if (policy != PagePolicy::Off && big && madvise(p, *mapped, MADV_HUGEPAGE) == 0) *kind = PageKind::Thp;
 #endif
   }
-  g_bytes[static_cast<int>(*kind)] += *mapped;
+  const std::size_t now = g_bytes[static_cast<int>(*kind)] += *mapped;
+  if (*kind == PageKind::Hugetlb) {
+    std::size_t peak = g_hugetlb_peak.load();
+    while (now > peak && !g_hugetlb_peak.compare_exchange_weak(peak, now)) {
+    }
+  }
   return p;
 }
 

@@ -18,6 +18,8 @@ struct PageStats {
   std::size_t bytes[3] = {0, 0, 0};
 };
 PageStats page_stats();
+// The most bytes mapped from reserved hugepages at once in this process (Linux's VmHWM leaves them out).
+std::size_t hugetlb_peak_bytes();
 
 // Zero-initialised, 64-byte aligned, movable, not copyable. Untouched pages cost no memory (mmap).
 template <class T>

@@ -264,6 +264,8 @@ PYBIND11_MODULE(_native, m) {
       d["plain"] = p.bytes[2];
       return d;
     }, "Bytes of live large arrays by page kind (hugetlb, thp = madvise'd, plain).");
+    m.def("hugetlb_peak_bytes", &slide::hugetlb_peak_bytes,
+          "The most bytes this process has had mapped from reserved hugepages at once (not in VmHWM).");
 
     // LSH building blocks, exposed for tests and experiments.
     py::class_<slide::HashFamily>(m, "HashFamily", "K*L LSH functions (dwta | srp) over dense dim-vectors.")

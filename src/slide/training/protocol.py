@@ -159,26 +159,30 @@ def evaluate(model: Model, split: Split, batch_size: int) -> dict[int, float]:
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process's own address space, reserved hugepages included (see
     `status_peak_bytes`); getrusage's ru_maxrss where /proc is missing."""
+    core = sys.modules.get("slide._native")  # loaded by whoever trained SLIDE here; never loaded just for this
+    mapped = core.hugetlb_peak_bytes() if core is not None else 0
     try:
-        peak = status_peak_bytes(Path("/proc/self/status").read_text())
+        peak = status_peak_bytes(Path("/proc/self/status").read_text(), mapped)
         if peak is not None:
             return peak
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + mapped  # Linux reports KiB
 
 
-def status_peak_bytes(status: str) -> int | None:
-    """VmHWM plus HugetlbPages from a /proc/<pid>/status text, in bytes; None without VmHWM.
+def status_peak_bytes(status: str, hugetlb_peak: int = 0) -> int | None:
+    """VmHWM from a /proc/<pid>/status text plus the reserved hugepages, in bytes; None without VmHWM.
 
     VmHWM, not ru_maxrss: that one survives exec, so a job started by a large process (Snakemake, pytest)
-    would report its parent's size. Neither counts pages from the reserved hugepage pool, where the native core
-    maps its large arrays when the host has one, so the hugepages mapped now are added: the core holds them
-    from the network's construction to its end."""
+    would report its parent's size. Neither counts pages from the host's reserved hugepage pool, where the
+    native core maps its large arrays when there is one. So the larger of the hugepages mapped now
+    (HugetlbPages) and the core's own peak of them (`hugetlb_peak`, bytes) is added: a network freed before
+    the call still counts."""
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     if "VmHWM" not in fields:
         return None
-    return sum(int(fields.get(key, "0 kB").split()[0]) for key in ("VmHWM", "HugetlbPages")) * 1024  # kB
+    kib = {key: int(fields.get(key, "0 kB").split()[0]) for key in ("VmHWM", "HugetlbPages")}
+    return kib["VmHWM"] * 1024 + max(kib["HugetlbPages"] * 1024, hugetlb_peak)
 
 
 @dataclass
