@@ -4,6 +4,9 @@ scratch copy of the workflow."""
 import csv
 import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -162,3 +165,28 @@ def test_tiny_pipeline_end_to_end_with_report(tmp_path):
     assert png_width(res / "figures/paper_time_vs_p1.png") > 1.6 * one_panel
     combined = list(csv.DictReader(open(res / "summary.csv")))
     assert [r["dataset"] for r in combined if r["system"] == "slide"] == ["tiny", "tiny2"]
+
+
+def test_interpreter_paths_snakemake_cannot_run_scripts_with():
+    from slide.pipeline import script_interpreter_error
+
+    for ok in ("/home/me/slide/.venv/bin/python3", "/home/josé/x-1.0/.venv/bin/python", "/opt/a+b@c/bin/python"):
+        assert script_interpreter_error(ok) is None, ok
+    for bad, shown in (("/home/me/My Projects/slide/.venv/bin/python3", "a space"), ("/tmp/it's/python", '"\'"'),
+                       ("/tmp/a$b/python", "'$'")):
+        message = script_interpreter_error(bad)
+        assert message.startswith(f"{bad}: the Python running Snakemake has {shown} in its path"), message
+
+
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs a virtual environment to place elsewhere")
+def test_a_python_under_a_path_with_a_space_is_refused_up_front(tmp_path):
+    """Snakemake starts script rules with its interpreter's path unquoted: from a clone in "My Projects" with the
+    README's .venv inside, every job failed with exit status 127 after the DAG was built."""
+    spaced = tmp_path / "My Projects"
+    spaced.mkdir()
+    (spaced / "venv").symlink_to(sys.prefix)  # the same environment, reached through a path with a space
+    python = spaced / "venv" / "bin" / Path(sys.executable).name
+    r = subprocess.run([str(python), "-m", "snakemake", "-n", "--cores", "2", "--configfile", "config/tiny.yaml"],
+                       cwd=workflow_copy(tmp_path / "wf"), capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert f"{python}: the Python running Snakemake has a space in its path" in r.stdout + r.stderr

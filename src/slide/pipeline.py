@@ -8,6 +8,25 @@ import sys
 from pathlib import Path
 
 
+# Characters that a POSIX shell splits on, expands or treats as syntax in an unquoted word.
+_SHELL_UNSAFE = set(" \t\n'\"`\\$;&|<>()")
+
+
+def script_interpreter_error(executable: str) -> str | None:
+    """Why Snakemake could not start this workflow's scripts with `executable`, or None.
+
+    Snakemake 9 starts a `script:` rule as `<its own Python> '<script>'` with the interpreter's path unquoted,
+    so a path with a space (a clone in "~/My Projects" with the README's .venv inside it) makes every rule fail
+    with "No such file or directory" and exit status 127, after the DAG was built. Said once, up front."""
+    bad = sorted(set(executable) & _SHELL_UNSAFE)
+    if not bad:
+        return None
+    shown = " ".join("a space" if c == " " else repr(c) for c in bad)
+    return (f"{executable}: the Python running Snakemake has {shown} in its path, and Snakemake starts every "
+            "script rule with that path unquoted, so the shell would misread it and every job would fail; create "
+            "the virtual environment (or clone the repository, with its .venv) under a path without it")
+
+
 @contextlib.contextmanager
 def logged(snakemake):
     """Send stdout, stderr and `logging` of a script to the rule's log file (its first `log:` entry).

@@ -1,4 +1,5 @@
 import re
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -7,8 +8,14 @@ from snakemake.utils import min_version, validate
 from slide import resources as res
 from slide import sweep as sweeps
 from slide.config import ConfigError, check_config, dataset_config, dataset_entries, load_schema
+from slide.pipeline import script_interpreter_error
 
 min_version("9.0")
+
+# Snakemake runs script rules with its own interpreter's path unquoted: one clear error instead of every job
+# failing with exit status 127.
+if (_python_error := script_interpreter_error(sys.executable)) is not None:
+    raise WorkflowError(_python_error)
 
 
 # Unknown keys (with the nearest valid one), bad values and cross-section SLIDE rules, for every dataset, as one
