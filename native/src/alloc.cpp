@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <fstream>
 #include <new>
 #include <stdexcept>
 
@@ -13,6 +14,21 @@ constexpr std::size_t kHuge = std::size_t(2) << 20;
 std::atomic<std::size_t> g_bytes[3];
 std::atomic<std::size_t> g_hugetlb_peak{0};  // reserved hugepages are not in the process's VmHWM
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
+
+// The kernel's transparent hugepage mode, read once. madvise(MADV_HUGEPAGE) succeeds under every mode, but only
+// "always" and "madvise" give huge pages; under "always" the kernel also gives them unasked.
+enum class Thp { Always, Madvise, Never };
+Thp thp_mode() {
+  static const Thp mode = [] {
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string line;
+    std::getline(f, line);
+    if (line.find("[always]") != std::string::npos) return Thp::Always;
+    if (line.find("[madvise]") != std::string::npos) return Thp::Madvise;
+    return Thp::Never;  // "[never]", or a kernel (or container) without the file
+  }();
+  return mode;
+}
 }  // namespace
 
 PagePolicy parse_page_policy(const std::string& s) {
@@ -49,13 +65,22 @@ void* huge_alloc(std::size_t bytes, PagePolicy policy, std::size_t* mapped, Page
              -1, 0);
     if (p != MAP_FAILED) *kind = PageKind::Hugetlb;
   }
+  if (p == MAP_FAILED && policy == PagePolicy::On && big)
+    throw std::runtime_error("hugepages: on, but " + std::to_string(*mapped >> 20) +
+                             " MiB could not be mapped from the reserved hugepages (too few free in the pool: "
+                             "grep Huge /proc/meminfo; reserve more with sudo sysctl -w vm.nr_hugepages=N, "
+                             "or set hugepages: auto)");
   if (p == MAP_FAILED) {
     *mapped = round_up(bytes, 4096);
     p = mmap(nullptr, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     *kind = PageKind::Plain;
-#ifdef MADV_HUGEPAGE
-    if (policy != PagePolicy::Off && big && madvise(p, *mapped, MADV_HUGEPAGE) == 0) *kind = PageKind::Thp;
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+    if (big && policy == PagePolicy::Off) {
+      madvise(p, *mapped, MADV_NOHUGEPAGE);  // off means none, also where the kernel's mode is "always"
+    } else if (big && thp_mode() != Thp::Never && madvise(p, *mapped, MADV_HUGEPAGE) == 0) {
+      *kind = PageKind::Thp;
+    }
 #endif
   }
   const std::size_t now = g_bytes[static_cast<int>(*kind)] += *mapped;

@@ -1,5 +1,6 @@
 // Large arrays on 2 MB hugepages when reserved, else transparent hugepages (madvise), else plain pages.
-// The original SLIDE aborts when hugepages are missing; we fall back and report what we got.
+// The original SLIDE aborts when hugepages are missing. Here `hugepages: auto` falls back and reports what it
+// got (THP only where the kernel's mode gives it), `on` fails with a clear error, `off` asks for no huge page.
 #pragma once
 #include <cstddef>
 #include <cstdint>
