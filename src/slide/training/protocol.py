@@ -160,7 +160,8 @@ def peak_rss_bytes() -> int:
     """Peak resident memory of this process's own address space, reserved hugepages included (see
     `status_peak_bytes`); getrusage's ru_maxrss where /proc is missing."""
     core = sys.modules.get("slide._native")  # loaded by whoever trained SLIDE here; never loaded just for this
-    mapped = core.hugetlb_peak_bytes() if core is not None else 0
+    peak_of = getattr(core, "hugetlb_peak_bytes", None)  # absent from builds of older sources (benchmarks load them)
+    mapped = peak_of() if peak_of is not None else 0
     try:
         peak = status_peak_bytes(Path("/proc/self/status").read_text(), mapped)
         if peak is not None:
