@@ -55,6 +55,7 @@ def test_avx512_host_with_enough_hugepages_is_ok(tmp_path):
     assert all(r["cpu"]["flags"].values())
     assert r["cpu"]["model"] == "Intel(R) Xeon(R) Platinum 8480+" and r["cpu"]["vendor"] == "GenuineIntel"
     assert r["cpu"]["physical_cores"] == 4 and r["cpu"]["logical_cores"] >= 1
+    assert r["cpu"]["quota_cores"] is None  # the fake tree has no cgroup
     assert r["memory"] == {"total_bytes": 32000000 * 1024}
     assert r["thp"] == {"enabled": "madvise", "defrag": "madvise"}
     assert r["hugepages"] == {"default_size_kb": 2048,
@@ -63,6 +64,16 @@ def test_avx512_host_with_enough_hugepages_is_ok(tmp_path):
     assert r["os"]["distro"] == "Test Linux 1"
     assert r["required"] == {"policy": "strict", "hugepages_2mb": 900, "hugepages_1gb": 10}
     json.dumps(r)
+
+
+def test_a_cpu_quota_is_reported(tmp_path):
+    """A container started with --cpus 1.5: every core of the host is visible, 1.5 of them usable in time."""
+    root = make_tree(tmp_path)
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("0::/\n")
+    (root / "sys/fs/cgroup").mkdir(parents=True)
+    (root / "sys/fs/cgroup/cpu.max").write_text("150000 100000\n")
+    assert check_host(proc_root=root)["cpu"]["quota_cores"] == 1.5
 
 
 def test_avx2_host_warns_that_the_core_uses_avx2_kernels(tmp_path, caplog):

@@ -23,6 +23,8 @@ import platform
 import sys
 from pathlib import Path
 
+from .cpu_share import cpu_quota
+
 log = logging.getLogger(__name__)
 
 # report key -> /proc/cpuinfo spellings (kernels before 4.x wrote "avx512vnni")
@@ -113,6 +115,8 @@ def read_cpu(tree: _Tree) -> dict:
         "model": first.get("model name") or first.get("Model") or first.get("Hardware"),
         "vendor": first.get("vendor_id") or first.get("CPU implementer"),
         "logical_cores": logical,  # usable by this process (affinity / cpuset), not the whole machine
+        # the cores a CPU quota (container --cpus, cgroup cpu.max) lets it use in time; None: no quota
+        "quota_cores": cpu_quota(tree.root / "proc", tree.root / "sys/fs/cgroup"),
         "physical_cores": len(cores) or None,
         "flags": flags,
     }
