@@ -11,6 +11,11 @@ namespace slide {
 
 namespace {
 constexpr std::size_t kHuge = std::size_t(2) << 20;
+#ifdef MAP_HUGE_2MB
+constexpr int kHuge2mb = MAP_HUGE_2MB;
+#else
+constexpr int kHuge2mb = 21 << 26;  // log2(2 MB) << MAP_HUGE_SHIFT (Linux 3.8+), for older headers
+#endif
 std::atomic<std::size_t> g_bytes[3];
 std::atomic<std::size_t> g_hugetlb_peak{0};  // reserved hugepages are not in the process's VmHWM
 std::size_t round_up(std::size_t x, std::size_t a) { return (x + a - 1) / a * a; }
@@ -59,9 +64,11 @@ void* huge_alloc(std::size_t bytes, PagePolicy policy, std::size_t* mapped, Page
   // Small arrays are not worth a hugepage; reserved pages are scarce.
   const bool big = bytes >= kHuge;
   // No MAP_NORESERVE: without reserved pages mmap fails here (and we fall back) instead of SIGBUS later.
+  // The 2 MB pool by name: where the default hugepage size is 1 GB, plain MAP_HUGETLB would take whole 1 GB pages
+  // (and munmap of a length rounded to 2 MB would fail); the host check counts the 2 MB pool.
   if (policy != PagePolicy::Off && big) {
     *mapped = round_up(bytes, kHuge);
-    p = mmap(nullptr, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
+    p = mmap(nullptr, *mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | kHuge2mb,
              -1, 0);
     if (p != MAP_FAILED) *kind = PageKind::Hugetlb;
   }
