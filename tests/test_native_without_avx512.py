@@ -3,8 +3,9 @@
 pip builds slide._native portable: baseline x86-64 code plus AVX2 and AVX-512 kernels chosen at run time.
 Nothing compiled for AVX-512 may run before that choice, or importing the module kills Python with SIGILL
 on CPUs that lack it (AMD EPYC before Zen 4, older Xeons). valgrind executes no AVX-512 and its CPUID says so,
-so under it this machine looks like such a CPU whatever it really is. The child trains and predicts in both
-precisions, with a dense output layer and with the paper's DWTA tables, `isa: auto`; the same script run natively with `isa: avx2` must print the same numbers.
+so under it this machine looks like such a CPU whatever it really is. The child trains and predicts with
+`isa: auto` in both precisions, with a dense output layer and with the paper's DWTA tables; the same script run
+natively with `isa: avx2` must print the same numbers.
 """
 from __future__ import annotations
 
