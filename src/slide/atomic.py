@@ -29,10 +29,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
         fsync_path(tmp)
         os.replace(tmp, path)
         fsync_path(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        named = _naming_the_output(e, path)
+        if named is e:
+            raise
+        raise named from e
 
 
 @contextlib.contextmanager
@@ -59,9 +62,20 @@ def atomic_dir(path: str | os.PathLike):
             shutil.rmtree(old)
         elif old.exists() or old.is_symlink():
             old.unlink()
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        named = _naming_the_output(e, path)
+        if named is e:
+            raise
+        raise named from e
+
+
+def _naming_the_output(e: BaseException, path: Path) -> BaseException:
+    """A failed write (a full disk, a quota) says `[Errno 28] No space left on device` and no file: the same error
+    naming the output it was for, or `e` itself when it names one already."""
+    if isinstance(e, OSError) and e.filename is None and e.errno is not None:
+        return OSError(e.errno, e.strerror, str(path))
+    return e
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> None:
