@@ -180,3 +180,30 @@ def test_corrupt_checkpoint_stops_the_resume_with_its_name(tmp_path, victim):
                                          rf"sha256 recorded in state.json\); delete {tmp_path / 'checkpoint'} to "
                                          "start the run over"):
         run_training(net(), "slide", split, split, cfg, tmp_path, progress=False)
+
+
+def test_a_full_disk_leaves_the_earlier_file_and_no_temporary(tmp_path):
+    """A write that runs out of room (here a file size limit, as a full disk: the writes fail) names the file,
+    removes its temporary and leaves what was there; it used to name the temporary and leave it behind."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "m.slide").write_text("earlier")
+    code = textwrap.dedent(f"""
+        import resource, signal
+        from slide.network import Network
+        net = Network(20_000, 500, hidden=(32,), threads=1)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        try:
+            net.save({str(tmp_path / "m.slide")!r})
+        except RuntimeError as e:
+            print(e)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == (f"{tmp_path / 'm.slide'}: write failed (File too large); "
+                                "the file there, if any, is unchanged")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.slide"]
+    assert (tmp_path / "m.slide").read_text() == "earlier"

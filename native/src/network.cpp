@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -2035,11 +2036,21 @@ void Network::save(const std::string& path, const std::string& meta) {
     }
     const std::uint64_t sum = o.h.digest();
     o.f.write(reinterpret_cast<const char*>(&sum), sizeof(sum));
-    o.f.flush();
-    if (!o.f) throw std::runtime_error(tmp + ": write failed (disk full?)");
+    errno = 0;
+    o.f.close();
+    if (o.f.fail()) {  // a full disk or a file size limit: leave neither a partial temporary nor a changed file
+      const int err = errno;
+      std::remove(tmp.c_str());
+      throw std::runtime_error(path + ": write failed (" + (err ? std::strerror(err) : "disk full?") +
+                               "); the file there, if any, is unchanged");
+    }
   }
   sync_path(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": cannot rename " + tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    throw std::runtime_error(path + ": cannot rename " + tmp + " onto it (" + std::strerror(err) + ")");
+  }
   sync_path(dir);
 }
 
