@@ -283,3 +283,27 @@ def test_damaged_cached_archive_without_sha256_names_it_and_says_to_delete_it(se
     assert msg.startswith(f"{cached}: ") and "damaged" in msg
     assert f"delete {cached} and rerun to download it again" in msg and "sha256 is null" in msg
     assert not (tmp_path / "raw" / "train.txt").exists() and server.requests == []
+
+
+def test_a_full_disk_is_not_a_lost_connection(server, tmp_path):
+    """A write that fails (here a file size limit; a full disk alike) is the local side's problem: said at once,
+    naming the file, not retried as "connection lost"; the bytes written stay for the next run to resume."""
+    import resource
+    import signal
+
+    dest = tmp_path / "data.bin"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
+    try:
+        with pytest.raises(DownloadError, match=r"data\.bin\.part: cannot write the download \(File too large\); "
+                                                r"what was written stays there and the next run resumes from it"):
+            download(server.url + "/data.bin", dest, sha(PAYLOAD), **FAST)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert len(server.requests) == 1  # no retry
+    kept = (tmp_path / "data.bin.part").stat().st_size
+    assert 0 < kept <= 20_000
+    download(server.url + "/data.bin", dest, sha(PAYLOAD), **FAST)  # room again: resumes
+    assert dest.read_bytes() == PAYLOAD and server.requests[-1] == ("/data.bin", f"bytes={kept}-")

@@ -135,12 +135,19 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: bool) -> None:
             with open(part, mode) as f, tqdm(total=expected, initial=start, unit="B", unit_scale=True,
                                              desc=part.name.removesuffix(".part"), disable=not progress,
                                              file=sys.stderr, mininterval=1.0) as bar:
-                while chunk := resp.read(CHUNK):
+                while True:
+                    try:
+                        chunk = resp.read(CHUNK)
+                    except (TimeoutError, OSError, http.client.HTTPException) as e:  # e.g. IncompleteRead, reset
+                        raise _Transient(f"connection lost after {got} bytes ({type(e).__name__}: {e})") from None
+                    if not chunk:
+                        break
                     f.write(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
-        except (TimeoutError, OSError, http.client.HTTPException) as e:  # e.g. IncompleteRead, reset
-            raise _Transient(f"connection lost after {got} bytes ({type(e).__name__}: {e})") from None
+        except OSError as e:  # the local side (a full disk, a quota, permissions): retrying would not help
+            raise DownloadError(f"{part}: cannot write the download ({e.strerror or e}); what was written stays "
+                                "there and the next run resumes from it") from None
         if expected is not None and got != expected:
             raise _Transient(f"connection closed after {got} of {expected} bytes")
 
