@@ -32,10 +32,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        named = _naming_the_output(e, path)
-        if named is e:
-            raise
-        raise named from e
+        raise _naming_the_output(e, path)
 
 
 @contextlib.contextmanager
@@ -64,17 +61,16 @@ def atomic_dir(path: str | os.PathLike):
             old.unlink()
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        named = _naming_the_output(e, path)
-        if named is e:
-            raise
-        raise named from e
+        raise _naming_the_output(e, path)
 
 
 def _naming_the_output(e: BaseException, path: Path) -> BaseException:
     """A failed write (a full disk, a quota) says `[Errno 28] No space left on device` and no file: the same error
     naming the output it was for, or `e` itself when it names one already."""
     if isinstance(e, OSError) and e.filename is None and e.errno is not None:
-        return OSError(e.errno, e.strerror, str(path))
+        named = OSError(e.errno, e.strerror, str(path))
+        named.__cause__ = e
+        return named
     return e
 
 
