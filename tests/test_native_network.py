@@ -532,9 +532,10 @@ def _anon_huge_bytes() -> int:
 
 
 def _free_hugepage_bytes() -> int:
-    info = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in open("/proc/meminfo"))
-            if k in ("HugePages_Free", "Hugepagesize")}
-    return info.get("HugePages_Free", 0) * info.get("Hugepagesize", 0) * 1024
+    """Free pages of the 2 MB pool, the one the core maps from (the host check's reading)."""
+    from slide.system import volatile_readings
+
+    return (volatile_readings()["hugepages"]["2048kB"]["free"] or 0) * (2 << 20)
 
 
 @pytest.mark.parametrize("hugepages", ["off", "auto", "on"])
