@@ -17,8 +17,7 @@ from slide.data.synthetic import SyntheticSpec, generate  # noqa: E402
 from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE_NATIVE_DIR)
 from slide.training.protocol import precision_at_k  # noqa: E402
 
-ISAS = ["scalar", "avx2", "avx512", "avx512_bf16"]
-SUPPORTED = ISAS[:ISAS.index(N.best_isa()) + 1]
+from kernel_paths import SUPPORTED  # noqa: E402
 CONVERTING = [i for i in SUPPORTED if i != "avx512_bf16"]  # bf16 -> fp32 conversion, then fp32 arithmetic
 SHARED_INIT = {"init_std": 0.05, "init_bias_std": 0.0, "init_truncated": True}
 

@@ -94,6 +94,67 @@ def test_save_and_load_resume_exactly(tmp_path):
         np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
 
 
+def shifted():
+    """The same rows, but each row's frequent label is now one of POPULAR..2*POPULAR-1."""
+    x, y = data()
+    return x, [[r[0] + POPULAR, r[1]] for r in y]
+
+
+def test_inference_uses_a_list_chosen_again_on_the_current_weights():
+    """Training chooses its list at a rehash; if the frequent labels change before the next one, that list is stale.
+    Sparse inference's list is chosen again on the current weights and the mean hidden output since the rehash;
+    training's stays as it was."""
+    x, y = data()
+    n = Network(N_FEATURES, N_LABELS, hidden=[32], layers=[{"sparsity": 1.0}, KMEANS], min_active=100, threads=2,
+                seed=5, hot_neurons=POPULAR, lr=3e-2, rehash=8 * BATCH, schedule="fixed", adam_catchup=False)
+    train(n, x, y, range(8))  # the rehash at the end of batch 8 chooses the list
+    first = n.hot_neurons()
+    assert set(first) == set(range(POPULAR))
+    np.testing.assert_array_equal(n.hot_neurons(inference=True), first)  # nothing trained since: the same list
+    x2, y2 = shifted()
+    h = []  # each batch's hidden output as its forward pass computes it (adam_catchup off: the weights as stored)
+    for b in range(7):  # no rehash (the next is after 16 batches): training's list stays
+        W0, b0 = n.native.weights(0).astype(np.float64), n.native.bias(0).astype(np.float64)
+        h.append(np.maximum(x2[b * BATCH:(b + 1) * BATCH].toarray() @ W0 + b0, 0))
+        train(n, x2, y2, range(b, b + 1))
+    np.testing.assert_array_equal(n.hot_neurons(), first)
+    fresh = n.hot_neurons(inference=True)
+    assert len(fresh) == POPULAR
+    assert len(set(fresh) - set(first)) >= 4, fresh  # the new frequent labels begin to rise; others move too
+    # it is what the current weights rank best on the mean hidden output (up to float rounding at the boundary)
+    W1, b1 = n.native.weights(1).astype(np.float64), n.native.bias(1).astype(np.float64)
+    best = np.argsort(-(W1 @ np.concatenate(h).mean(0) + b1))[:POPULAR]
+    np.testing.assert_array_equal(fresh, best)
+
+
+def test_evaluating_does_not_change_training():
+    """Sparse inference and lsh_stats choose their own list; training's list, and so training, stay the same."""
+    x, y = data()
+    a, _, _ = trained(hot=64, epochs=1)
+    b, _, _ = trained(hot=64, epochs=1)
+    for batch in range(8, 20):
+        train(a, x, y, range(batch, batch + 1))
+        train(b, x, y, range(batch, batch + 1))
+        b.predict_topk(x[:50], k=3, sparse=True)
+        b.lsh_stats(x[:50], k=5)
+    np.testing.assert_array_equal(a.hot_neurons(), b.hot_neurons())
+    for layer in (0, 1):
+        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
+        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+
+
+def test_a_loaded_network_infers_as_the_saved_one(tmp_path):
+    """The inference list is chosen again after a load, from the saved weights and running mean: same predictions."""
+    x, y = data()
+    a, _, _ = trained(hot=64, epochs=1)
+    train(a, x, y, range(8, 9))  # mid-interval: the inference list differs from training's
+    a.save(tmp_path / "m.slide")
+    b = Network.load(tmp_path / "m.slide")
+    np.testing.assert_array_equal(a.hot_neurons(inference=True), b.hot_neurons(inference=True))
+    for got, want in zip(b.predict_topk(x[:100], k=5, sparse=True), a.predict_topk(x[:100], k=5, sparse=True)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_negative_size_is_refused():
     with pytest.raises(ValueError, match="hot_neurons"):
         Network(N_FEATURES, N_LABELS, hot_neurons=-1)

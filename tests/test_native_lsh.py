@@ -12,8 +12,7 @@ from slide.native import native
 N = native()
 from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE_NATIVE_DIR)
 
-ISAS = ["scalar", "avx2", "avx512", "avx512_bf16"]
-SUPPORTED = ISAS[:ISAS.index(N.best_isa()) + 1]
+from kernel_paths import SUPPORTED  # noqa: E402
 
 
 def unit_pair(dim: int, theta: float, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,7 @@ from slide.network import Network  # noqa: E402  (after native(): honours $SLIDE
 from slide.training.protocol import read_csv  # noqa: E402
 from slide.training.slide_model import LSH_COLUMNS  # noqa: E402
 
-ISAS = ["scalar", "avx2", "avx512", "avx512_bf16"]
-SUPPORTED = ISAS[:ISAS.index(N.best_isa()) + 1]
+from kernel_paths import SUPPORTED  # noqa: E402
 DENSE = {"sparsity": 1.0}
 KMEANS_AUTO = {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.05}
 SRP_AUTO = {"hash": "srp", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.05}
@@ -131,6 +130,28 @@ def test_planted_recall_is_not_what_a_random_or_shuffled_selection_gets():
         assert len(cand) == 50  # pad=False, training budget (min_active) filled by retrieval alone
         hit.append(np.mean([t in cand for t in top[r]]))
     assert np.mean(hit) < 0.2 < good["recall"] - 0.5
+
+
+def test_kmeans_seeds_give_the_trained_neurons_cells_of_their_own():
+    """After training, the neurons of the labels seen stand far out from the untrained mass. Seeds drawn uniformly
+    (about 4 of 256 among 32 such neurons of 2000) crowd them into a few cells; the k-means++ seeds of a rebuild
+    spread them over many, so that a query's best cells hold its best neurons rather than all trained ones."""
+    rng = np.random.default_rng(0)
+    nf, n_labels, rows, batch, trained_labels = 200, 2000, 512, 64, 32
+    dense = np.where(rng.random((rows, nf)) < 0.05, rng.uniform(0.5, 1.5, (rows, nf)), 0.0)
+    lab = rng.integers(0, trained_labels, rows)
+    dense[np.arange(rows), lab * 5] = 3.0  # a signature feature per label
+    x, y = sp.csr_matrix(dense.astype(np.float32)), [[int(v)] for v in lab]
+    net = Network(nf, n_labels, hidden=(32,), layers=[DENSE, KMEANS_AUTO], min_active=100, threads=2, seed=5,
+                  lr=1e-2, rehash=4 * batch, rebuild=16 * batch, schedule="fixed")
+    for b in range(16):  # the rebuild (new seeds) comes after the last batch
+        i = b % (rows // batch)
+        net.train_batch(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+    assert net.native.rebuilds == 1
+    cells = [np.asarray(c) for c in net.native.output_cells()]
+    holding = [c for c in cells if (c < trained_labels).any()]
+    assert all((c < trained_labels).all() for c in holding)  # no trained neuron shares a cell with untrained ones
+    assert len(holding) >= 16, len(holding)  # uniform seeds: 4
 
 
 # ---- HashFamily("kmeans") with planted centroids ---------------------------------------------------

@@ -447,6 +447,17 @@ PYBIND11_MODULE(_native, m) {
                for (const auto& c : net.output_cells()) out.append(py::array_t<std::int32_t>(c.size(), c.data()));
                return out;
              }, "k-means output layer: the neuron ids of each cell (the table's order); raises for other layers.")
+        .def("hot_neurons", [](Network& net, bool inference) {
+               std::vector<std::int32_t> ids;
+               {
+                 py::gil_scoped_release nogil;
+                 ids = net.hot_neurons(inference);
+               }
+               return py::array_t<std::int32_t>(static_cast<py::ssize_t>(ids.size()), ids.data());
+             }, py::arg("inference") = false,
+             "hot_neurons: the neuron ids of the list training scores for every sample (chosen at the last rehash, "
+             "best first), or with inference=True the list sparse inference uses (chosen again on the current "
+             "weights when the network has trained since); empty when off or before the first rehash.")
         .def_property_readonly("output_lsh", [](const Network& net) {
                const slide::LayerSpec& s = net.output_spec();
                py::dict d;

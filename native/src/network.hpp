@@ -107,6 +107,8 @@ class Network {
   const LayerSpec& output_spec() const { return cfg_.layers.back(); }
   // k-means output layer: the neuron ids of each cell, in the table's order (empty before the first rehash)
   std::vector<std::vector<std::int32_t>> output_cells() const;
+  // hot_neurons: the list training scores (chosen at the last rehash), or sparse inference's (inference_hot)
+  std::vector<std::int32_t> hot_neurons(bool inference);
   // LSH occupancy of the output layer: non-empty buckets and stored ids over all tables.
   void table_stats(std::int64_t* nonempty, std::int64_t* stored) const;
   std::int64_t n_labels() const;
@@ -122,13 +124,15 @@ class Network {
  private:
   void validate_batch(const Csr& x, const Csr* y) const;
   // `active` is the labels, then the neurons from the tables, then random ones; returns the first two counts.
-  // budget: the topk budget (0 = min_active).
+  // budget: the topk budget (0 = min_active). inference_hot: the hot list of sparse inference and lsh_stats
+  // (inference_hot()); nullptr: training's.
   struct Picked {
     int labels, retrieved;
     int near = 0, near_pool = 0;  // near_share: negatives drawn from the near stratum, and the stratum's size
   };
   Picked select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
-                    std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0) const;
+                    std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0,
+                       const std::vector<std::int32_t>* inference_hot = nullptr) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
   // Training, one batch: every hidden layer, then the output layer sparse (per sample) or dense (batched).
   void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c = nullptr) const;
@@ -144,6 +148,7 @@ class Network {
   // The vector a neuron (storage row r) is hashed as: its weights, or the MIPS transform of weights and bias.
   void hash_vector(const Layer& layer, std::int64_t r, float* out) const;
   void query_vector(const Layer& layer, const float* h, float* out) const;
+  void seed_cells(const Layer& layer, float* cent) const;
   void refine_cells(Layer& layer, int iterations, bool reseed);
   // codes[t * N + r]: bucket in table t of storage row r, r < N = L.size (the rows stream in order), in blocks of
   // kBlock.
@@ -182,6 +187,11 @@ class Network {
   std::vector<double> hot_hsum_;
   std::int64_t hot_hcount_ = 0;
   void choose_hot(Layer& o);
+  std::vector<std::int32_t> best_on_mean(const Layer& o, const std::vector<double>& hsum, std::int64_t count) const;
+  // inference's hot list: chosen again with the current weights when the network trained since the last choice
+  const std::vector<std::int32_t>& inference_hot();
+  std::vector<std::int32_t> hot_inference_;
+  std::int64_t hot_inference_step_ = -1;  // the step hot_inference_ was chosen at (-1: none)
 
   NetConfig cfg_;
   const Kernels* k_;

@@ -40,7 +40,8 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(hot_neurons, int, 256, "", 0, kInf, kClosed,                                                                      \
     "topk: a short list of this many output neurons, those scoring highest on the mean hidden output (chosen at "    \
     "every rehash), is scored exactly for every sample; its best quarter (at most an eighth of the budget) joins "   \
-    "the active set before the tables fill the rest; 0 = off")                                                       \
+    "the active set before the tables fill the rest (sparse inference: the list chosen again on the current "     \
+    "weights); 0 = off")                                                                                             \
   X(mips, bool, true, "", 0, 0, kClosed,                                                                              \
     "hash neurons for maximum inner product (centred weights, bias and a norm coordinate), not their weights alone") \
   X(inference, std::string, "dense", "dense|sparse", 0, 0, kClosed,                                                   \

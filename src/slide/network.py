@@ -121,6 +121,12 @@ class Network(metaclass=_OptionsDoc):
             raise ValueError(f"k must be in [1, {self._net.n_labels}], got {k}")
         return self._net.lsh_stats(indptr, indices, data, int(k), int(budget))
 
+    def hot_neurons(self, inference: bool = False) -> np.ndarray:
+        """The output layer's hot list (option hot_neurons), best first: the neurons training scores exactly for
+        every sample, chosen at the last rehash, or (inference=True) the list sparse inference and lsh_stats use,
+        chosen again on the current weights when the network has trained since. Empty when off."""
+        return self._net.hot_neurons(bool(inference))
+
     @property
     def active_counts(self) -> dict:
         """Output-layer active neurons summed over all samples trained so far, by origin: the true labels,
