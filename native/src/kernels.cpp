@@ -12,7 +12,9 @@ namespace k_avx512 {
 #define KERNEL_NAME "avx512"
 #define SLIDE_GATHER8
 #define GEMM_COLS 32
+#define GEMM_ROWS 8
 #include "kernels_impl.inc"
+#undef GEMM_ROWS
 #undef GEMM_COLS
 #undef SLIDE_GATHER8
 #undef KERNEL_NAME
@@ -95,7 +97,9 @@ namespace k_avx2 {
 #define KERNEL_NAME "avx2"
 #define SLIDE_GATHER8
 #define GEMM_COLS 16
+#define GEMM_ROWS 6
 #include "kernels_impl.inc"
+#undef GEMM_ROWS
 #undef GEMM_COLS
 #undef SLIDE_GATHER8
 #undef KERNEL_NAME
@@ -105,7 +109,9 @@ namespace k_avx2 {
 namespace k_scalar {
 #define KERNEL_NAME "scalar"
 #define GEMM_COLS 16
+#define GEMM_ROWS 3
 #include "kernels_impl.inc"
+#undef GEMM_ROWS
 #undef GEMM_COLS
 #undef KERNEL_NAME
 }  // namespace k_scalar
