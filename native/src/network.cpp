@@ -2064,6 +2064,10 @@ void Network::save(const std::string& path, const std::string& meta) {
   const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
   const std::string tmp = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + "." +
                           path.substr(slash == std::string::npos ? 0 : slash + 1) + ".tmp";
+  auto discard = [&tmp](const std::string& why) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error(why);
+  };
   {
     Out o;
     o.f.open(tmp, std::ios::binary | std::ios::trunc);
@@ -2120,18 +2124,15 @@ void Network::save(const std::string& path, const std::string& meta) {
     o.f.write(reinterpret_cast<const char*>(&sum), sizeof(sum));
     errno = 0;
     o.f.close();
-    if (o.f.fail()) {  // a full disk or a file size limit: leave neither a partial temporary nor a changed file
-      const int err = errno;
-      std::remove(tmp.c_str());
-      throw std::runtime_error(path + ": write failed (" + (err ? std::strerror(err) : "disk full?") +
-                               "); the file there, if any, is unchanged");
-    }
+    // a full disk or a file size limit: leave neither a partial temporary nor a changed file
+    const int err = errno;  // before building the message, whose allocations may set it
+    if (o.f.fail()) discard(path + ": write failed (" + (err ? std::strerror(err) : "disk full?") +
+                            "); the file there, if any, is unchanged");
   }
   sync_path(tmp);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename " + tmp + " onto it (" + std::strerror(err) + ")");
+    discard(path + ": cannot rename " + tmp + " onto it (" + std::strerror(err) + ")");
   }
   sync_path(dir);
 }
