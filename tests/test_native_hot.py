@@ -45,6 +45,12 @@ def scores(n: Network, x: sp.csr_matrix) -> np.ndarray:
     return np.maximum(x.toarray() @ W0 + b0, 0) @ W1.T + b1
 
 
+def assert_same_parameters(a: Network, b: Network) -> None:
+    for layer in (0, 1):
+        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
+        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+
+
 def test_a_list_of_every_neuron_puts_the_exact_top_first():
     """With every neuron on the list, the first eighth of the budget in each active set (no labels asked) is the
     sample's exact top by score, best first."""
@@ -74,9 +80,7 @@ def test_the_tables_alone_miss_the_frequent_labels_the_list_finds():
 def test_results_do_not_depend_on_the_thread_count():
     a, _, _ = trained(hot=64, threads=1)
     b, _, _ = trained(hot=64, threads=2)
-    for layer in (0, 1):
-        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
-        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+    assert_same_parameters(a, b)
 
 
 def test_save_and_load_resume_exactly(tmp_path):
@@ -89,9 +93,7 @@ def test_save_and_load_resume_exactly(tmp_path):
     b = Network.load(tmp_path / "m.slide")
     train(a, x, y, range(9, 20))
     train(b, x, y, range(9, 20))
-    for layer in (0, 1):
-        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
-        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+    assert_same_parameters(a, b)
 
 
 def shifted():
@@ -138,9 +140,7 @@ def test_evaluating_does_not_change_training():
         b.predict_topk(x[:50], k=3, sparse=True)
         b.lsh_stats(x[:50], k=5)
     np.testing.assert_array_equal(a.hot_neurons(), b.hot_neurons())
-    for layer in (0, 1):
-        np.testing.assert_array_equal(a.native.weights(layer), b.native.weights(layer))
-        np.testing.assert_array_equal(a.native.bias(layer), b.native.bias(layer))
+    assert_same_parameters(a, b)
 
 
 def test_a_loaded_network_infers_as_the_saved_one(tmp_path):
