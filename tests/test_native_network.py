@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from model_file import reseal
 from slide.data.csr import Split
 from slide.native import native
+from slide.system import check_host, volatile_readings
 from slide.training.protocol import METRICS_COLUMNS, TrainConfig, run_training
 from slide.training.slide_model import SlideModel
 
@@ -517,9 +518,8 @@ def test_save_is_atomic_and_leaves_no_temp_file(tmp_path):
 # ---- memory ------------------------------------------------------------------------------------
 
 def _thp_mode() -> str:
-    enabled = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    text = enabled.read_text() if enabled.exists() else "[never]"
-    return text[text.index("[") + 1:text.index("]")]
+    """The kernel's THP mode as the host check reads it (unreadable: none)."""
+    return check_host()["thp"]["enabled"] or "never"
 
 
 def _anon_huge_bytes() -> int:
@@ -533,8 +533,6 @@ def _anon_huge_bytes() -> int:
 
 def _free_hugepage_bytes() -> int:
     """Free pages of the 2 MB pool, the one the core maps from (the host check's reading)."""
-    from slide.system import volatile_readings
-
     return (volatile_readings()["hugepages"]["2048kB"]["free"] or 0) * (2 << 20)
 
 
