@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--eval-samples", type=int, default=1000)
+    ap.add_argument("--model-seed", type=int, default=None,
+                    help="seed of the initialisation, hashing and sampling (default: config/config.yaml's; the batches "
+                         "and the evaluation rows keep the protocol's seed)")
     ap.add_argument("--out", help="run directory of one variant (internal: set by the parent process)")
     a = ap.parse_args()
 
@@ -48,7 +51,7 @@ def main():
     curves, finals = {}, {}
     for name, js in a.variant:
         args = [sys.executable, __file__, a.data, "--variant", name, js, "--out", str(out / name)]
-        for flag in ("epochs", "max_steps", "threads", "eval_every", "eval_samples"):
+        for flag in ("epochs", "max_steps", "threads", "eval_every", "eval_samples", "model_seed"):
             if getattr(a, flag) is not None:
                 args += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
         subprocess.run(args, check=True)
@@ -74,6 +77,8 @@ def train_one(a, name: str, js: str, out: Path) -> None:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     train, test = load_split(Path(a.data) / "train.npz"), load_split(Path(a.data) / "test.npz")
     cfg = {**config, "slide": {**config["slide"], **json.loads(js)}}
+    if a.model_seed is not None:
+        cfg["train"] = {**cfg["train"], "seed": a.model_seed}
     net = Network.from_config(cfg, train.n_features, train.n_labels, threads=a.threads)
     tc = TrainConfig(batch_size=defaults.BATCH_SIZE, epochs=a.epochs, max_steps=a.max_steps,
                      eval_every=a.eval_every, eval_samples=a.eval_samples, seed=defaults.SEED)
