@@ -123,7 +123,7 @@ def test_inference_uses_a_list_chosen_again_on_the_current_weights():
     fresh = n.hot_neurons(inference=True)
     assert len(fresh) == POPULAR
     assert len(set(fresh) - set(first)) >= 4, fresh  # the new frequent labels begin to rise; others move too
-    # it is what the current weights rank best on the mean hidden output (up to float rounding at the boundary)
+    # exactly what the current weights rank best on the mean of those hidden outputs
     W1, b1 = n.native.weights(1).astype(np.float64), n.native.bias(1).astype(np.float64)
     best = np.argsort(-(W1 @ np.concatenate(h).mean(0) + b1))[:POPULAR]
     np.testing.assert_array_equal(fresh, best)

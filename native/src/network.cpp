@@ -1492,7 +1492,8 @@ void Network::choose_hot(Layer& o) {
 // what training does.
 const std::vector<std::int32_t>& Network::inference_hot() {
   const Layer& o = layers_.back();
-  if (hot_hcount_ == 0 || o.hot.empty()) return o.hot;  // chosen at this step (or off)
+  // chosen at this step, off, or unused (select: union ignores the list)
+  if (hot_hcount_ == 0 || o.hot.empty() || cfg_.select != "topk") return o.hot;
   if (hot_inference_step_ != step_) {
     hot_inference_ = best_on_mean(o, hot_hsum_, hot_hcount_);
     hot_inference_step_ = step_;
