@@ -154,6 +154,39 @@ def test_kmeans_seeds_give_the_trained_neurons_cells_of_their_own():
     assert len(holding) >= 16, len(holding)  # uniform seeds: 4
 
 
+def test_a_rehash_between_rebuilds_scores_each_neuron_against_the_centroids_near_its_cell():
+    """Between rebuilds the rehash is one spherical k-means step: each centroid becomes the mean direction of its
+    cell's members (current weights), and each neuron goes to the most similar of the 32 centroids nearest its
+    current cell's (of 128 here), not of all of them: a neuron moves little between rehashes."""
+    n_labels, batch, near = 1024, 16, 32
+    out = {**KMEANS_AUTO, "range_pow": 7}
+    net = Network(40, n_labels, hidden=(12,), layers=[DENSE, out], lr=2e-2, seed=4, threads=2, init_std=0.2,
+                  min_active=64, rehash=4 * batch, rebuild=10 ** 9)
+    for s in range(4 * 3 - 1):  # the cells are seeded at construction; two regular rehashes follow
+        net.train_batch(random_csr(batch, 40, 0.15, seed=1000 + s), random_labels(batch, n_labels, 2000 + s))
+    before = [np.asarray(c) for c in net.native.output_cells()]
+    net.train_batch(random_csr(batch, 40, 0.15, seed=1099), random_labels(batch, n_labels, 2099))  # a rehash
+    assert net.native.rehashes == 4 and net.native.rebuilds == 0  # (the seeding is not counted as a rebuild)
+    assert all(len(m) for m in before)  # (an empty cell would keep a centroid numpy does not know)
+    P = mips_transform(net.native.weights(1).astype(np.float64), net.native.bias(1).astype(np.float64))
+    cent = np.stack([P[m].sum(0) for m in before])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    sim = cent @ cent.T
+    np.fill_diagonal(sim, np.inf)
+    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :near]  # each cell itself first
+    cell = np.empty(n_labels, np.int64)
+    for c, m in enumerate(before):
+        cell[m] = c
+    S = P @ cent.T
+    want = neighbours[cell, np.argmax(np.take_along_axis(S, neighbours[cell], axis=1), axis=1)]
+    got = np.empty(n_labels, np.int64)
+    for c, m in enumerate(net.native.output_cells()):
+        got[m] = c
+    assert np.mean(got != cell) > 0.02  # the weights moved enough for neurons to change cells
+    assert np.mean(got == want) > 0.995, np.mean(got == want)  # (float32 against float64: near ties may differ)
+    assert np.mean(got == np.argmax(S, axis=1)) > 0.95  # and nearly always the most similar of all centroids
+
+
 # ---- HashFamily("kmeans") with planted centroids ---------------------------------------------------
 
 def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:

@@ -45,6 +45,7 @@ enum Stream : std::uint64_t {
 };
 constexpr std::uint32_t kNoCell = 0xFFFFFFFFu;  // Layer::cell_of of a row in no k-means cell
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
+constexpr int kNearCells = 32;                // k-means rehash: centroids each neuron is scored against (assign_near)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
 constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
 constexpr int kCrowdPending = 64;             // crowd_step: most steps of rises left pending (bounds the history)
@@ -1573,7 +1574,8 @@ void Network::rehash_layer(Layer& layer, bool new_functions) {
     }
     layer.inv_norm = max2 > 0 ? static_cast<float>(1.0 / (std::sqrt(max2) * (1 + 1e-6))) : 1.f;
   }
-  if (kmeans) refine_cells(layer, (new_functions || !layer.cells_seeded) ? 3 : 1, new_functions || !layer.cells_seeded);
+  const bool reseed = kmeans && (new_functions || !layer.cells_seeded);
+  if (kmeans) refine_cells(layer, reseed ? 3 : 1, reseed);
   // Insert in a fresh random order each time, so FIFO buckets keep a random subset, not the highest ids.
   std::vector<std::int32_t>& order = layer.order;
   order.resize(N);
@@ -1586,7 +1588,10 @@ void Network::rehash_layer(Layer& layer, bool new_functions) {
   // hashed in row order (the weights stream from memory; in insertion order every row was a cache miss), then
   // each table's codes are put in insertion order
   std::vector<std::uint32_t> by_row(static_cast<std::size_t>(N) * nt);
-  hash_rows(layer, by_row.data());
+  if (kmeans && !reseed && layer.hash.cells() > kNearCells && !layer.cell_of.empty())
+    assign_near(layer, by_row.data());
+  else
+    hash_rows(layer, by_row.data());
 #pragma omp parallel for num_threads(threads_) schedule(static)
   for (std::int64_t i = 0; i < N; ++i)
     for (int t = 0; t < nt; ++t) layer.codes[t * N + i] = by_row[t * N + order[i]];
@@ -1607,6 +1612,53 @@ void Network::hash_rows(const Layer& layer, std::uint32_t* codes) const {
       const int n = static_cast<int>(std::min<std::int64_t>(kBlock, N - i0));
       for (int i = 0; i < n; ++i) hash_vector(layer, i0 + i, P.data() + static_cast<std::size_t>(i) * D);
       layer.hash.codes_rows(*k_, P.data(), n, codes + i0, N);
+    }
+  }
+}
+
+// Between rebuilds a neuron moves little from one rehash to the next, and so do the centroids (one update from
+// their members), so its most similar centroid is among the kNearCells centroids most similar to its current
+// cell's. Scoring those instead of every centroid makes the rehash's assignment pass cells / kNearCells times
+// cheaper (8x at 256 cells, 32x at 1024). Rebuilds re-seed the centroids and score every one. Each neuron's code
+// depends only on its own vector and cell, so the result is the same for any thread count.
+void Network::assign_near(const Layer& layer, std::uint32_t* codes) const {
+  const int C = layer.hash.cells(), D = layer.hdim, T = std::min(C, kNearCells);
+  const std::int64_t N = layer.size;
+  const float* cent = layer.hash.centroids().data();
+  // each cell's neighbours: itself first, then the most similar centroids (ties: the lower cell)
+  std::vector<std::int32_t> near(static_cast<std::size_t>(C) * T);
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> sim(C);
+    std::vector<std::int32_t> idx(C);
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; ++c) {
+      for (int j = 0; j < C; ++j) sim[j] = j == c ? std::numeric_limits<float>::infinity()
+                                                 : k_->dot(cent + static_cast<std::size_t>(c) * D,
+                                                           cent + static_cast<std::size_t>(j) * D, D);
+      std::iota(idx.begin(), idx.end(), 0);
+      std::partial_sort(idx.begin(), idx.begin() + T, idx.end(),
+                        [&](std::int32_t a, std::int32_t b) { return sim[a] > sim[b] || (sim[a] == sim[b] && a < b); });
+      std::copy_n(idx.begin(), T, near.begin() + static_cast<std::ptrdiff_t>(c) * T);
+    }
+  }
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> v(D), z(T);
+#pragma omp for schedule(static, kBlock)
+    for (std::int64_t r = 0; r < N; ++r) {
+      hash_vector(layer, r, v.data());
+      const std::uint32_t cur = layer.cell_of[r];
+      if (cur == kNoCell) {  // in no cell (not expected with k-means): every centroid
+        layer.hash.codes_rows(*k_, v.data(), 1, codes + r, N);
+        continue;
+      }
+      const std::int32_t* ids = near.data() + static_cast<std::size_t>(cur) * T;
+      k_->gather_dot(cent, D, ids, T, v.data(), D, z.data());
+      int best = 0;
+      for (int j = 1; j < T; ++j)
+        if (z[j] > z[best] || (z[j] == z[best] && ids[j] < ids[best])) best = j;
+      codes[r] = static_cast<std::uint32_t>(ids[best]);
     }
   }
 }

@@ -153,6 +153,8 @@ class Network {
   // codes[t * N + r]: bucket in table t of storage row r, r < N = L.size (the rows stream in order), in blocks of
   // kBlock.
   void hash_rows(const Layer& layer, std::uint32_t* codes) const;
+  // k-means rehash: codes[r] = the most similar of the kNearCells centroids nearest row r's current cell's.
+  void assign_near(const Layer& layer, std::uint32_t* codes) const;
   void rehash_layer(Layer& layer, bool new_functions);
   void maybe_rehash();
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
