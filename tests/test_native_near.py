@@ -107,3 +107,22 @@ def test_without_kmeans_topk_or_with_crowd_step_it_changes_nothing(kw):
 def test_out_of_range_is_refused(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Network(N_FEATURES, N_LABELS, **kw)
+
+
+def test_a_ranked_pool_leaves_the_stratum_its_cells():
+    """rank_pool re-ranks the pooled neurons by exact score; the stratum must still be the cells after the pooled
+    ones (an earlier build reused the cell order's buffer for that ranking and read cells from it afterwards)."""
+    out = {"hash": "kmeans", "K": 1, "L": 1, "range_pow": 3, "sparsity": 0.06}  # 8 cells of about 50
+    net = trained(near_share=0.5, near_pool=2.0, rank_pool=1.5, out=out)
+    cell_of = np.empty(N_LABELS, np.int64)
+    for c, ids in enumerate(net.native.output_cells()):
+        cell_of[ids] = c
+    x = random_csr(8, N_FEATURES, 0.15, seed=3)
+    for r in range(8):
+        # without padding: the best 24 of the first 36 neurons the walk reaches, so the first cells of the walk
+        cells = set(cell_of[net.active_set(x, r, [], pad=False)])
+        full = np.array(net.active_set(x, r, [], salt=r))
+        retrieved, near, uniform = full[:12], full[12:18], full[18:]  # a pool of 18 ranked, 6 near, 6 uniform
+        assert set(cell_of[retrieved]) <= cells
+        # the pool ends in one of those cells, and the stratum starts in the cell it ends in
+        assert set(cell_of[near]) <= cells and not set(cell_of[uniform]) & set(cell_of[near])

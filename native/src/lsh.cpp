@@ -108,6 +108,10 @@ void HashFamily::centroid_scores(const Kernels& k, const float* v, float* out) c
   tiled_product(k, tiles_, cells(), v, 1, out);
 }
 
+void HashFamily::scores_rows(const Kernels& k, const float* P, int n, float* out) const {
+  tiled_product(k, tiles_, cells(), P, n, out);
+}
+
 // Combine the K hashes of each table into its bucket index: h[(t*K + j) * hstride].
 void HashFamily::combine(const std::int32_t* h, std::int64_t hstride, std::uint32_t* codes, std::int64_t stride) const {
   for (int t = 0; t < L_; ++t) {

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -45,6 +46,7 @@ enum Stream : std::uint64_t {
 };
 constexpr std::uint32_t kNoCell = 0xFFFFFFFFu;  // Layer::cell_of of a row in no k-means cell
 constexpr int kBlock = 64;                    // rows per block when rehashing (fixed: results do not depend on threads)
+constexpr std::int64_t kScoreChunk = 4096;   // inference: rows whose k-means cell scores are held at once
 constexpr int kNearCells = 32;                // k-means rehash: centroids each neuron is scored against (assign_near)
 constexpr int kIdleTable = 1024;              // adam_catchup: idle lengths with a precomputed step sum
 constexpr int kAutoCellsPow = 8;              // k-means, range_pow auto: 256 cells
@@ -143,6 +145,7 @@ struct Network::Workspace {
   std::int64_t batch = 0;
   std::vector<std::vector<float>> H, D;  // per hidden layer: batch x size activations / pre-activation grads
   std::vector<float> dH, dX;             // batch x width of the last hidden layer / of a dense layer's input
+  std::vector<float> cell_scores;        // k-means output layer: batch x cells (cell_scores_batch)
   std::vector<float> Z, wconv;           // dense output layer: batch x size logits, then their gradient; bf16 copy
   std::vector<float> wt, yp, wpad;       // dense layers: transposed / padded operands of the matrix products
   std::vector<std::vector<std::int32_t>> active;  // output layer: active neurons per sample
@@ -165,6 +168,7 @@ struct Network::Workspace {
     std::vector<float> z, g;
     std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
     std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
+    std::vector<std::uint64_t> cell_key;    // k-means: the cells' sort keys (score, then cell), best first
     std::vector<float> q, cell_score;       // MIPS query vector; k-means cell scores
     std::vector<std::uint32_t> cell_mark;   // near_share: stamp of the cells in the sample's near stratum
     std::vector<std::int32_t> near_cells;   // near_share: those cells, and the running total of their members
@@ -439,9 +443,29 @@ void best_first(const float* z, std::int64_t n, std::int64_t keep, std::vector<s
 }
 }  // namespace
 
+void Network::cell_scores_batch(const Layer& o, const float* H, std::int64_t n, std::vector<float>& out) const {
+  out.clear();
+  if (!o.sparse || o.hash.kind() != HashKind::Kmeans || n == 0) return;
+  const int C = o.hash.cells(), D = o.hdim;
+  out.resize(static_cast<std::size_t>(n) * C);
+  // row blocks across threads; every element is the same FMA chain as a one-row centroid_scores call
+  constexpr std::int64_t kRows = 48;
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> Q(static_cast<std::size_t>(kRows) * D);
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t r0 = 0; r0 < n; r0 += kRows) {
+      const int m = static_cast<int>(std::min(kRows, n - r0));
+      for (int i = 0; i < m; ++i) query_vector(o, H + (r0 + i) * o.in_dim, Q.data() + static_cast<std::size_t>(i) * D);
+      o.hash.scores_rows(*k_, Q.data(), m, out.data() + static_cast<std::size_t>(r0) * C);
+    }
+  }
+}
+
 Network::Picked Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws, bool pad,
-                           int budget_override, const std::vector<std::int32_t>* inference_hot) const {
+                           int budget_override, const std::vector<std::int32_t>* inference_hot,
+                           const float* cell_scores) const {
   auto& t = ws.pt[omp_get_thread_num()];
   active.clear();
   if (!o.sparse) {
@@ -490,7 +514,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   }
   std::pair<int, int> near{0, 0};  // near_share: neurons drawn from the near stratum, and the stratum's size
   const float* q = h;
-  if (cfg_.mips) {
+  if (cfg_.mips && !(cell_scores && o.hash.kind() == HashKind::Kmeans)) {
     t.q.resize(o.hdim);
     query_vector(o, h, t.q.data());
     q = t.q.data();
@@ -499,12 +523,24 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     // Cells in order of their centroid's score; members of the best cells until the budget is full
     // (union: the best cell only, like a single bucket).
     const int C = o.hash.cells();
-    t.cell_score.resize(C);
-    o.hash.centroid_scores(*k_, q, t.cell_score.data());
-    t.rank.resize(C);
-    std::iota(t.rank.begin(), t.rank.end(), 0);
-    auto better = [&](std::int32_t a, std::int32_t b) {
-      return t.cell_score[a] > t.cell_score[b] || (t.cell_score[a] == t.cell_score[b] && a < b);
+    if (!cell_scores) {
+      t.cell_score.resize(C);
+      o.hash.centroid_scores(*k_, q, t.cell_score.data());
+      cell_scores = t.cell_score.data();
+    }
+    // Cells best first (ties: the lower cell), as 64-bit keys: the score's bits in an order-preserving form, then
+    // the cell's complement. Sorting the keys themselves is several times faster than sorting cell indices by
+    // their scores (with 1024 cells that ordering was the largest part of selecting a sample's active set).
+    t.cell_key.resize(C);
+    for (int c = 0; c < C; ++c) {
+      std::uint32_t u;
+      const float f = cell_scores[c] == 0.f ? 0.f : cell_scores[c];  // -0 ties with +0, as the floats compare
+      std::memcpy(&u, &f, 4);
+      u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+      t.cell_key[c] = (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(c));
+    }
+    auto cell_at = [&](int i) {
+      return static_cast<std::uint32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(t.cell_key[i]));
     };
     // rank_pool: gather more than the room, then keep the best by exact score (the cell that fills the budget
     // may hold far more neurons than fit, in no useful order)
@@ -516,14 +552,17 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     auto sort_to = [&](int i) {  // sort the next chunk of cells only when needed
       if (i < sorted) return;
       const int next = std::min(C, std::max({8, 2 * sorted, i + 1}));
-      std::partial_sort(t.rank.begin() + sorted, t.rank.begin() + next, t.rank.end(), better);
+      // select the chunk, then sort it (keys are distinct: the order is total)
+      const auto first = t.cell_key.begin() + sorted, mid = t.cell_key.begin() + next;
+      if (next < C) std::nth_element(first, mid, t.cell_key.end(), std::greater<std::uint64_t>());
+      std::sort(first, mid, std::greater<std::uint64_t>());
       sorted = next;
     };
     int cell = 0, pos = 0;  // where retrieval stopped: the next near neuron is member pos of the cell ranked cell
     for (; cell < C && (topk ? static_cast<int>(active.size()) < limit : cell < 1); ++cell) {
       sort_to(cell);
       int len;
-      const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[cell]), &len);
+      const std::int32_t* ids = o.tables.bucket(0, cell_at(cell), &len);
       for (pos = 0; pos < len && (!topk || static_cast<int>(active.size()) < limit); ++pos) add(ids[pos]);
       if (pos < len) break;
       pos = 0;
@@ -558,9 +597,9 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       for (; cell < C && span - pos < want_pool; ++cell) {
         sort_to(cell);
         int len;
-        o.tables.bucket(0, static_cast<std::uint32_t>(t.rank[cell]), &len);
-        t.cell_mark[t.rank[cell]] = st;
-        t.near_cells.push_back(t.rank[cell]);
+        o.tables.bucket(0, cell_at(cell), &len);
+        t.cell_mark[cell_at(cell)] = st;
+        t.near_cells.push_back(static_cast<std::int32_t>(cell_at(cell)));
         t.near_ends.push_back(span += len);
       }
       std::int64_t in_active = 0;  // labels, hot and retrieved neurons that lie in the stratum's cells
@@ -832,6 +871,10 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
   const std::uint64_t batch_seed = mix(cfg_.seed, kStreamBatch, static_cast<std::uint64_t>(step_));
   const bool per_sample_padding = cfg_.padding == "sample";
   const bool crowd_on = crowd();
+  const auto t_cells = Clock::now();
+  cell_scores_batch(o, ws.H[nh - 1].data(), B, ws.cell_scores);  // the whole batch's k-means cell scores at once
+  const int C = o.hash.cells();
+  times_.hash += since(t_cells);
   const auto t_region = Clock::now();
 #pragma omp parallel num_threads(threads_)
   {
@@ -846,7 +889,7 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       std::vector<std::int32_t>& act = ws.active[s];
       const Picked picked =
           select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
-                        act, ws);
+                        act, ws, true, 0, nullptr, ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C);
       auto t2 = Clock::now();
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
@@ -1871,19 +1914,25 @@ void Network::predict_topk(const Csr& x, int k, bool sparse, std::int32_t* out_i
   // from the hot list and the tables, no random neurons).
   const bool pad = cfg_.select != "topk";
   const std::vector<std::int32_t>& hot = inference_hot();
+  const int C = o.hash.cells();
+  std::vector<float> cs;
+  for (std::int64_t c0 = 0; c0 < n; c0 += kScoreChunk) {  // cell scores a chunk of rows at a time
+    const std::int64_t c1 = std::min(n, c0 + kScoreChunk);
+    cell_scores_batch(o, Hl.data() + c0 * dim, c1 - c0, cs);
 #pragma omp parallel num_threads(threads_)
-  {
-    std::vector<std::int32_t> act;
-    std::vector<float> z;
+    {
+      std::vector<std::int32_t> act;
+      std::vector<float> z;
 #pragma omp for schedule(dynamic, 8)
-    for (std::int64_t s = 0; s < n; ++s) {
-      const float* h = Hl.data() + s * dim;
-      select_active(o, h, nullptr, 0, mix(cfg_.seed, kStreamInference, static_cast<std::uint64_t>(s)), act, *ws_, pad,
-                    cfg_.inference_neurons(), &hot);
-      z.resize(act.size());
-      o.gather_dot(*k_, act.data(), static_cast<int>(act.size()), h, z.data());
-      for (std::size_t i = 0; i < act.size(); ++i)
-        topk_insert(k, out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
+      for (std::int64_t s = c0; s < c1; ++s) {
+        const float* h = Hl.data() + s * dim;
+        select_active(o, h, nullptr, 0, mix(cfg_.seed, kStreamInference, static_cast<std::uint64_t>(s)), act, *ws_,
+                      pad, cfg_.inference_neurons(), &hot, cs.empty() ? nullptr : cs.data() + (s - c0) * C);
+        z.resize(act.size());
+        o.gather_dot(*k_, act.data(), static_cast<int>(act.size()), h, z.data());
+        for (std::size_t i = 0; i < act.size(); ++i)
+          topk_insert(k, out_scores + s * k, out_ids + s * k, z[i] + o.b[act[i]], o.id_of(act[i]));
+      }
     }
   }
   for (std::int64_t i = 0; i < n * k; ++i)
@@ -1909,24 +1958,30 @@ LshStats Network::lsh_stats(const Csr& x, int k, int budget) {
   topk_dense(Hl, n, k, ids.data(), scores.data());
   const std::vector<std::int32_t>& hot = inference_hot();
   double cand = 0, hit = 0, top1 = 0;
+  const int C = o.hash.cells();
+  std::vector<float> cs;
+  for (std::int64_t c0 = 0; c0 < n; c0 += kScoreChunk) {
+    const std::int64_t c1 = std::min(n, c0 + kScoreChunk);
+    cell_scores_batch(o, Hl + c0 * o.in_dim, c1 - c0, cs);
 #pragma omp parallel num_threads(threads_) reduction(+ : cand, hit, top1)
-  {
-    std::vector<std::int32_t> act;
-    auto& t = ws_->pt[omp_get_thread_num()];
+    {
+      std::vector<std::int32_t> act;
+      auto& t = ws_->pt[omp_get_thread_num()];
 #pragma omp for schedule(dynamic, 8)
-    for (std::int64_t s = 0; s < n; ++s) {
-      select_active(o, Hl + s * o.in_dim, nullptr, 0, 0, act, *ws_, false, budget > 0 ? budget : cfg_.inference_neurons(),
-                    &hot);
-      cand += static_cast<double>(act.size());
-      if (!o.sparse) {  // a dense layer scores every neuron
-        hit += k;
-        top1 += 1;
-        continue;
-      }
-      for (int i = 0; i < k; ++i) {  // the chosen rows are exactly the marked ones
-        const bool in = t.mark[o.row_of(ids[s * k + i])] == t.stamp;
-        hit += in;
-        if (i == 0) top1 += in;
+      for (std::int64_t s = c0; s < c1; ++s) {
+        select_active(o, Hl + s * o.in_dim, nullptr, 0, 0, act, *ws_, false,
+                      budget > 0 ? budget : cfg_.inference_neurons(), &hot, cs.empty() ? nullptr : cs.data() + (s - c0) * C);
+        cand += static_cast<double>(act.size());
+        if (!o.sparse) {  // a dense layer scores every neuron
+          hit += k;
+          top1 += 1;
+          continue;
+        }
+        for (int i = 0; i < k; ++i) {  // the chosen rows are exactly the marked ones
+          const bool in = t.mark[o.row_of(ids[s * k + i])] == t.stamp;
+          hit += in;
+          if (i == 0) top1 += in;
+        }
       }
     }
   }

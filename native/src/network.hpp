@@ -132,7 +132,10 @@ class Network {
   };
   Picked select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0,
-                       const std::vector<std::int32_t>* inference_hot = nullptr) const;
+                       const std::vector<std::int32_t>* inference_hot = nullptr,
+                       const float* cell_scores = nullptr) const;
+  // k-means output layer: the cell scores of n last hidden outputs (n x cells), one blocked product; else empty.
+  void cell_scores_batch(const Layer& o, const float* H, std::int64_t n, std::vector<float>& out) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
   // Training, one batch: every hidden layer, then the output layer sparse (per sample) or dense (batched).
   void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c = nullptr) const;
