@@ -154,34 +154,43 @@ def test_kmeans_seeds_give_the_trained_neurons_cells_of_their_own():
     assert len(holding) >= 16, len(holding)  # uniform seeds: 4
 
 
+def rehash_after_training(rebuild: int):
+    """1024 neurons in 128 cells, rehashed every 4 batches of 16; the cells before and after the 12th batch's rehash,
+    the neurons' MIPS vectors then and the numpy centroids of that k-means step (the previous cells' mean directions
+    on the current weights). Returns (net, cell of each neuron before, cell after, P, centroids)."""
+    n_labels, batch = 1024, 16
+    net = Network(40, n_labels, hidden=(12,), layers=[DENSE, {**KMEANS_AUTO, "range_pow": 7}], lr=2e-2, seed=4,
+                  threads=2, init_std=0.2, min_active=64, rehash=4 * batch, rebuild=rebuild)
+    for s in range(4 * 3 - 1):
+        net.train_batch(random_csr(batch, 40, 0.15, seed=1000 + s), random_labels(batch, n_labels, 2000 + s))
+    before = [np.asarray(c) for c in net.native.output_cells()]
+    net.train_batch(random_csr(batch, 40, 0.15, seed=1099), random_labels(batch, n_labels, 2099))  # a rehash
+    assert net.native.rehashes == 4  # (the seeding at construction counts as one, not as a rebuild)
+    assert all(len(m) for m in before)  # (an empty cell would keep a centroid numpy does not know)
+
+    def cell_of(cells):
+        out = np.empty(n_labels, np.int64)
+        for c, m in enumerate(cells):
+            out[m] = c
+        return out
+
+    P = mips_transform(net.native.weights(1).astype(np.float64), net.native.bias(1).astype(np.float64))
+    cent = np.stack([P[m].sum(0) for m in before])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    return net, cell_of(before), cell_of(net.native.output_cells()), P, cent
+
+
 def test_a_rehash_between_rebuilds_scores_each_neuron_against_the_centroids_near_its_cell():
     """After the first rebuild, a rehash is one spherical k-means step: each centroid becomes the mean direction of
     its cell's members (current weights), and each neuron goes to the most similar of the 32 centroids nearest its
     current cell's (of 128 here), not of all of them: a neuron moves little between rehashes."""
-    n_labels, batch, near = 1024, 16, 32
-    out = {**KMEANS_AUTO, "range_pow": 7}
-    net = Network(40, n_labels, hidden=(12,), layers=[DENSE, out], lr=2e-2, seed=4, threads=2, init_std=0.2,
-                  min_active=64, rehash=4 * batch, rebuild=8 * batch)
-    for s in range(4 * 3 - 1):  # seeded at construction, a rehash after batch 4, a rebuild after batch 8
-        net.train_batch(random_csr(batch, 40, 0.15, seed=1000 + s), random_labels(batch, n_labels, 2000 + s))
-    before = [np.asarray(c) for c in net.native.output_cells()]
-    net.train_batch(random_csr(batch, 40, 0.15, seed=1099), random_labels(batch, n_labels, 2099))  # a rehash
-    assert net.native.rehashes == 4 and net.native.rebuilds == 1  # (the seeding is not counted as a rebuild)
-    assert all(len(m) for m in before)  # (an empty cell would keep a centroid numpy does not know)
-    P = mips_transform(net.native.weights(1).astype(np.float64), net.native.bias(1).astype(np.float64))
-    cent = np.stack([P[m].sum(0) for m in before])
-    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    net, cell, got, P, cent = rehash_after_training(rebuild=8 * 16)  # a rebuild after batch 8
+    assert net.native.rebuilds == 1
     sim = cent @ cent.T
     np.fill_diagonal(sim, np.inf)
-    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :near]  # each cell itself first
-    cell = np.empty(n_labels, np.int64)
-    for c, m in enumerate(before):
-        cell[m] = c
+    neighbours = np.argsort(-sim, axis=1, kind="stable")[:, :32]  # each cell itself first
     S = P @ cent.T
     want = neighbours[cell, np.argmax(np.take_along_axis(S, neighbours[cell], axis=1), axis=1)]
-    got = np.empty(n_labels, np.int64)
-    for c, m in enumerate(net.native.output_cells()):
-        got[m] = c
     assert np.mean(got != cell) > 0.02  # the weights moved enough for neurons to change cells
     assert np.mean(got == want) > 0.995, np.mean(got == want)  # (float32 against float64: near ties may differ)
     assert np.mean(got == np.argmax(S, axis=1)) > 0.95  # and nearly always the most similar of all centroids
@@ -190,21 +199,9 @@ def test_a_rehash_between_rebuilds_scores_each_neuron_against_the_centroids_near
 def test_before_the_first_rebuild_a_rehash_scores_every_centroid():
     """The cells seeded at construction come from untrained weights, which training then moves far: until the first
     rebuild each neuron goes to the most similar of all centroids."""
-    n_labels, batch = 1024, 16
-    out = {**KMEANS_AUTO, "range_pow": 7}
-    net = Network(40, n_labels, hidden=(12,), layers=[DENSE, out], lr=2e-2, seed=4, threads=2, init_std=0.2,
-                  min_active=64, rehash=4 * batch, rebuild=10 ** 9)
-    for s in range(4 * 3 - 1):
-        net.train_batch(random_csr(batch, 40, 0.15, seed=1000 + s), random_labels(batch, n_labels, 2000 + s))
-    before = [np.asarray(c) for c in net.native.output_cells()]
-    net.train_batch(random_csr(batch, 40, 0.15, seed=1099), random_labels(batch, n_labels, 2099))  # a rehash
-    assert net.native.rehashes == 4 and net.native.rebuilds == 0 and all(len(m) for m in before)
-    P = mips_transform(net.native.weights(1).astype(np.float64), net.native.bias(1).astype(np.float64))
-    cent = np.stack([P[m].sum(0) for m in before])
-    want = np.argmax(P @ (cent / np.linalg.norm(cent, axis=1, keepdims=True)).T, axis=1)
-    got = np.empty(n_labels, np.int64)
-    for c, m in enumerate(net.native.output_cells()):
-        got[m] = c
+    net, _, got, P, cent = rehash_after_training(rebuild=10 ** 9)
+    assert net.native.rebuilds == 0
+    want = np.argmax(P @ cent.T, axis=1)
     assert np.mean(got == want) > 0.995, np.mean(got == want)  # (the 32 nearest alone: 0.981 here)
 
 

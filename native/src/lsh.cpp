@@ -105,11 +105,7 @@ void HashFamily::tiled_product(const Kernels& k, const std::vector<float>& tiles
   }
 }
 
-void HashFamily::centroid_scores(const Kernels& k, const float* v, float* out) const {
-  tiled_product(k, tiles_, cells(), v, 1, out);
-}
-
-void HashFamily::scores_rows(const Kernels& k, const float* P, int n, float* out) const {
+void HashFamily::centroid_scores(const Kernels& k, const float* P, int n, float* out) const {
   tiled_product(k, tiles_, cells(), P, n, out);
 }
 

@@ -40,8 +40,7 @@ class HashFamily {
   int cells() const { return kind_ == HashKind::Kmeans ? (1 << range_pow_) : 0; }
   const std::vector<float>& centroids() const { return centroids_; }
   void set_centroids(const float* c);  // rows are normalised here; an all-zero row stays zero
-  void centroid_scores(const Kernels& k, const float* v, float* out) const;
-  void scores_rows(const Kernels& k, const float* P, int n, float* out) const;  // n vectors: n x cells, row-major
+  void centroid_scores(const Kernels& k, const float* P, int n, float* out) const;  // n vectors: n x cells
 
  private:
   // out[i * ncols + c] = P_i . column c of the tiled matrix (tiles of dim x kTile), for n rows

@@ -169,7 +169,7 @@ struct Network::Workspace {
     std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
     std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
     std::vector<std::uint64_t> cell_key;    // k-means: the cells' sort keys (score, then cell), best first
-    std::vector<float> q, cell_score;       // MIPS query vector; k-means cell scores
+    std::vector<float> q;                   // MIPS query vector (DWTA / SimHash)
     std::vector<std::uint32_t> cell_mark;   // near_share: stamp of the cells in the sample's near stratum
     std::vector<std::int32_t> near_cells;   // near_share: those cells, and the running total of their members
     std::vector<std::int64_t> near_ends;
@@ -448,7 +448,7 @@ void Network::cell_scores_batch(const Layer& o, const float* H, std::int64_t n, 
   if (!o.sparse || o.hash.kind() != HashKind::Kmeans || n == 0) return;
   const int C = o.hash.cells(), D = o.hdim;
   out.resize(static_cast<std::size_t>(n) * C);
-  // row blocks across threads; every element is the same FMA chain as a one-row centroid_scores call
+  // row blocks across threads (each element one FMA chain in k order: the same for any block or thread count)
   constexpr std::int64_t kRows = 48;
 #pragma omp parallel num_threads(threads_)
   {
@@ -457,7 +457,7 @@ void Network::cell_scores_batch(const Layer& o, const float* H, std::int64_t n, 
     for (std::int64_t r0 = 0; r0 < n; r0 += kRows) {
       const int m = static_cast<int>(std::min(kRows, n - r0));
       for (int i = 0; i < m; ++i) query_vector(o, H + (r0 + i) * o.in_dim, Q.data() + static_cast<std::size_t>(i) * D);
-      o.hash.scores_rows(*k_, Q.data(), m, out.data() + static_cast<std::size_t>(r0) * C);
+      o.hash.centroid_scores(*k_, Q.data(), m, out.data() + static_cast<std::size_t>(r0) * C);
     }
   }
 }
@@ -513,21 +513,11 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     for (int i = 0; i < keep; ++i) add(hot[t.rank[i]]);
   }
   std::pair<int, int> near{0, 0};  // near_share: neurons drawn from the near stratum, and the stratum's size
-  const float* q = h;
-  if (cfg_.mips && !(cell_scores && o.hash.kind() == HashKind::Kmeans)) {
-    t.q.resize(o.hdim);
-    query_vector(o, h, t.q.data());
-    q = t.q.data();
-  }
   if (o.hash.kind() == HashKind::Kmeans) {
-    // Cells in order of their centroid's score; members of the best cells until the budget is full
-    // (union: the best cell only, like a single bucket).
+    // Cells in order of their centroid's score (cell_scores_batch, given by the caller); members of the best cells
+    // until the budget is full (union: the best cell only, like a single bucket).
+    if (!cell_scores) throw std::logic_error("select_active: a k-means layer needs its cell scores");
     const int C = o.hash.cells();
-    if (!cell_scores) {
-      t.cell_score.resize(C);
-      o.hash.centroid_scores(*k_, q, t.cell_score.data());
-      cell_scores = t.cell_score.data();
-    }
     // Cells best first (ties: the lower cell), as 64-bit keys: the score's bits in an order-preserving form, then
     // the cell's complement. Sorting the keys themselves is several times faster than sorting cell indices by
     // their scores (with 1024 cells that ordering was the largest part of selecting a sample's active set).
@@ -658,6 +648,12 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       near = {take, static_cast<int>(pool)};
     }
   } else {
+    const float* q = h;
+    if (cfg_.mips) {
+      t.q.resize(o.hdim);
+      query_vector(o, h, t.q.data());
+      q = t.q.data();
+    }
     const int tables = o.hash.L();
     t.hscratch.resize(o.hash.scratch_size());
     t.codes.resize(tables);
@@ -754,7 +750,10 @@ std::vector<std::int32_t> Network::active_set(const Csr& x, std::int64_t row, co
   std::vector<std::int32_t> active;
   // single-threaded call: thread slot 0
   const Layer& o = layers_.back();
-  select_active(o, h.back().data(), labels, n_labels, mix(cfg_.seed, kStreamProbe, salt), active, *ws_, pad);
+  std::vector<float> cs;
+  cell_scores_batch(o, h.back().data(), 1, cs);
+  select_active(o, h.back().data(), labels, n_labels, mix(cfg_.seed, kStreamProbe, salt), active, *ws_, pad, 0, nullptr,
+                cs.empty() ? nullptr : cs.data());
   for (auto& r : active) r = o.id_of(r);
   return active;
 }
