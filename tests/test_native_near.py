@@ -15,7 +15,7 @@ N_FEATURES, N_LABELS, BUDGET = 40, 400, 24
 
 
 def trained(steps: int = 6, out=KMEANS_AUTO, **kw) -> Network:
-    kw = {"hot_neurons": 0, "rehash": 32, **kw}
+    kw = {"hot_neurons": 0, "rehash": 32, "batch_shared": 0, **kw}  # each active set is the budget
     net = Network(N_FEATURES, N_LABELS, hidden=(12,), layers=[DENSE, out], lr=1e-2, seed=6, threads=2,
                   init_std=0.2, min_active=BUDGET, rebuild=96, **kw)
     for step in range(steps):

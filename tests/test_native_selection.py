@@ -379,10 +379,12 @@ def test_codes_agree_across_isas_away_from_ties(kind):
 
 # ---- 5. select: topk fills exactly its budget ------------------------------------------------------
 
-def trained_topk_net(random_share: float, min_active: int = 24, n_labels: int = 200, out=None, steps: int = 5):
+def trained_topk_net(random_share: float, min_active: int = 24, n_labels: int = 200, out=None, steps: int = 5,
+                     batch_shared: int = 0):
+    """(network, labels) after a few batches; without batch_shared by default, so that each active set is the budget"""
     out = out or {"hash": "kmeans", "K": "auto", "L": "auto", "range_pow": "auto", "sparsity": 0.1}
     net = Network(40, n_labels, hidden=(12,), layers=[DENSE, out], lr=1e-2, seed=6, threads=2, init_std=0.2,
-                  min_active=min_active, random_share=random_share, rehash=32, rebuild=96)
+                  min_active=min_active, random_share=random_share, rehash=32, rebuild=96, batch_shared=batch_shared)
     labels = []
     for step in range(steps):
         y = random_labels(16, n_labels, 500 + step)

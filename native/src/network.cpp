@@ -154,6 +154,15 @@ struct Network::Workspace {
   std::vector<int> has_label;
   std::vector<int> first_random;      // output layer: per sample, the index in active of its first random negative
   std::vector<float> random_weight;   // output layer: per sample, 1 / the log-Q multiplier of its random negatives
+  // batch_shared: each sample's first pass, the batch's shared neurons, and how many samples picked each neuron
+  std::vector<Picked> first;
+  std::vector<std::int32_t> shared, picks;
+  std::vector<std::int32_t> shared_pos;  // per row of the layer: its index in shared (-1: not shared)
+  // The shared rows' weights (ns x dp), then their gradients for the update; their weights transposed (d x nsp), then
+  // their logit gradients transposed (ns x batch); the batch's logits of them (batch x nsp), then their gradients
+  // (each sample's row is overwritten once its logits are read). Bias gradients.
+  std::vector<float> Ws, WsT, Zs, gbs;
+  bool sharing = false;                  // this batch's output layer has shared rows (shared_pos is set for them)
   // transposition of (row id, sample, coefficient) triples for the gradient pass
   std::vector<std::int32_t> count, slot;  // per row of the layer: entries this batch; its index in touched
   std::vector<std::int32_t> touched, tsample;
@@ -174,6 +183,9 @@ struct Network::Workspace {
     std::vector<std::int32_t> near_cells;   // near_share: those cells, and the running total of their members
     std::vector<std::int64_t> near_ends;
     std::vector<std::int32_t> near_at;      // near_share: a round's drawn members (offsets in the table)
+    std::vector<std::int32_t> given;        // batch_shared: the sample's first pass
+    std::vector<std::int32_t> own_ids, own_at;  // batch_shared: its own neurons that are not shared, their slots,
+    std::vector<float> own_val;                 // and their logits, then their coefficients
     std::int64_t n_labels = 0, n_retrieved = 0, n_random = 0;
     double t_hash = 0, t_fwd = 0, t_bwd = 0;
   };
@@ -465,7 +477,8 @@ void Network::cell_scores_batch(const Layer& o, const float* H, std::int64_t n, 
 Network::Picked Network::select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels,
                            std::uint64_t rng_seed, std::vector<std::int32_t>& active, Workspace& ws, bool pad,
                            int budget_override, const std::vector<std::int32_t>* inference_hot,
-                           const float* cell_scores) const {
+                           const float* cell_scores, bool retrieval_only, const Retrieval* given,
+                           const std::vector<std::int32_t>* shared) const {
   auto& t = ws.pt[omp_get_thread_num()];
   active.clear();
   if (!o.sparse) {
@@ -491,15 +504,25 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     }
   };
   // Everything here is in rows (see Layer::perm). The true labels are always active.
-  for (int i = 0; i < n_labels; ++i) add(o.row_of(labels[i]));
-  const int n_lab = static_cast<int>(active.size());
+  if (given)
+    for (int i = 0; i < given->n; ++i) add(given->ids[i]);  // labels, hot and retrieved neurons of the first pass
+  else
+    for (int i = 0; i < n_labels; ++i) add(o.row_of(labels[i]));
+  const int n_lab = given ? given->picked.labels : static_cast<int>(active.size());
   const bool topk = cfg_.select == "topk";
   const int budget = std::min(budget_override > 0 ? budget_override : cfg_.min_active, o.size);
   // topk: retrieval fills the budget less the random share (training only)
   const int n_random = pad && topk ? static_cast<int>(std::lround(cfg_.random_share * budget)) : 0;
   const int fill_to = std::max(n_lab, budget - n_random);
+  int target = budget;  // where the random negatives end (batch_shared: n_random after the shared neurons)
+  // batch_shared: the neurons every sample of the batch takes, after its own; the random negatives stand for the rest
+  auto add_shared = [&] {
+    if (!shared) return;
+    for (std::int32_t id : *shared) add(id);
+    target = static_cast<int>(active.size()) + n_random;
+  };
   const std::vector<std::int32_t>& hot = inference_hot ? *inference_hot : o.hot;
-  if (topk && !hot.empty()) {
+  if (topk && !hot.empty() && !given) {
     // hot_neurons: the short list scored exactly; its best quarter joins first
     const int nh = static_cast<int>(hot.size());
     t.z.resize(nh);
@@ -548,8 +571,9 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       std::sort(first, mid, std::greater<std::uint64_t>());
       sorted = next;
     };
-    int cell = 0, pos = 0;  // where retrieval stopped: the next near neuron is member pos of the cell ranked cell
-    for (; cell < C && (topk ? static_cast<int>(active.size()) < limit : cell < 1); ++cell) {
+    int cell = given ? given->picked.cell : 0;  // where retrieval stopped: the next near neuron is member pos of the
+    int pos = given ? given->picked.pos : 0;    // cell ranked cell
+    for (; !given && cell < C && (topk ? static_cast<int>(active.size()) < limit : cell < 1); ++cell) {
       sort_to(cell);
       int len;
       const std::int32_t* ids = o.tables.bucket(0, cell_at(cell), &len);
@@ -558,7 +582,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       pos = 0;
     }
     const int pooled = static_cast<int>(active.size()) - n_lab;
-    if (limit > fill_to && pooled > room) {
+    if (!given && limit > fill_to && pooled > room) {
       t.z.resize(pooled);
       o.scores(*k_, active.data() + n_lab, pooled, h, t.z.data());
       best_first(t.z.data(), pooled, room, t.rank);
@@ -567,6 +591,8 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       for (int i = 0; i < room; ++i) active.push_back(t.cand[t.rank[i]]);
       for (int i = room; i < pooled; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark
     }
+    if (retrieval_only) return {n_lab, static_cast<int>(active.size()) - n_lab, 0, 0, cell, pos};
+    add_shared();
     // near_share: part of the random negatives comes from a stratum of its own: the cells ranked just after the
     // retrieved ones (from where retrieval stopped, whole cells until it holds near_pool times the draw). A draw
     // picks uniformly among the stratum's members not yet active; the uniform run below skips the whole stratum;
@@ -575,7 +601,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     // the same as uniform, and drawing from cells costs more than the uniform run). Rounded down, so that at least
     // one uniform negative stays while near_share < 1.
     const int n_near = pad && topk && cfg_.near_share > 0 && cfg_.crowd_step == 0
-                           ? static_cast<int>(cfg_.near_share * std::max(0, budget - static_cast<int>(active.size())))
+                           ? static_cast<int>(cfg_.near_share * std::max(0, target - static_cast<int>(active.size())))
                            : 0;
     const double want_pool = std::ceil(cfg_.near_pool * n_near);
     if (n_near > 0 && !o.cell_of.empty() &&  // (cell_of: the table exists)
@@ -596,7 +622,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       for (std::int32_t r : active) in_active += o.cell_of[r] != kNoCell && t.cell_mark[o.cell_of[r]] == st;
       const std::int64_t pool = span - in_active;
       // when fewer neurons lie outside the stratum than the uniform run should draw, the stratum draws the rest
-      const std::int64_t room = budget - static_cast<std::int64_t>(active.size());
+      const std::int64_t room = target - static_cast<std::int64_t>(active.size());
       const std::int64_t far = static_cast<std::int64_t>(o.size) - static_cast<std::int64_t>(active.size()) - pool;
       int take = static_cast<int>(std::min<std::int64_t>(pool, std::max<std::int64_t>(n_near, room - far)));
       Rng rng(mix(rng_seed, kStreamNear));
@@ -647,6 +673,8 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       take = k;
       near = {take, static_cast<int>(pool)};
     }
+  } else if (given) {
+    add_shared();
   } else {
     const float* q = h;
     if (cfg_.mips) {
@@ -695,11 +723,13 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       for (int i = 0; i < keep; ++i) active.push_back(t.cand[t.rank[i]]);
       for (int i = keep; i < nc; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark (st - 1 != st)
     }
+    if (retrieval_only) return {n_lab, static_cast<int>(active.size()) - n_lab};
+    add_shared();
   }
   const int retrieved = static_cast<int>(active.size()) - n_lab - near.first;
   // Random neurons: walk a fixed permutation from a random start (the original's Mode 4). union: pad to
   // min_active when fewer than pad_below were found; topk: the random share plus any shortfall.
-  const std::int64_t want = topk ? budget : std::min<std::int64_t>(cfg_.min_active, o.size);
+  const std::int64_t want = topk ? target : std::min<std::int64_t>(cfg_.min_active, o.size);
   if (pad && (topk || static_cast<int>(active.size()) < cfg_.pad_below)) {
     Rng rng(rng_seed);
     std::int64_t p = static_cast<std::int64_t>(rng.below(o.size));
@@ -780,6 +810,7 @@ float Network::train_batch(const Csr& x, const Csr& y) {
     ws.has_label.resize(B);
     ws.first_random.resize(B);
     ws.random_weight.resize(B);
+    ws.first.resize(B);
     ws.batch = B;
   }
   for (auto& t : ws.pt) t.t_hash = t.t_fwd = t.t_bwd = 0, t.n_labels = t.n_retrieved = t.n_random = 0;
@@ -859,6 +890,40 @@ static float softmax_xent(const Kernels& k, const float* z, int m, const int* sl
   return static_cast<float>(loss);
 }
 
+// batch_shared: every sample's labels, hot and retrieved neurons (a first pass of select_active, left in ws.active),
+// and their union (ws.shared), capped at batch_shared neurons: those picked by the most samples (then the lower
+// row), in row order. Each sample then takes the shared neurons after its own, so that each of them gets every
+// sample's share of the softmax, as in a full softmax. The batch's retrieved sets overlap heavily (at 200k labels
+// after 2 epochs, 128 samples x 500 retrieved neurons made a union of about 850), so this costs far less than it
+// seems.
+void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) {
+  Workspace& ws = *ws_;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 4)
+  for (std::int64_t s = 0; s < B; ++s)
+    ws.first[s] = select_active(o, row_ptr(ws.H[nh - 1], s, o.in_dim), y.indices + y.indptr[s],
+                                static_cast<int>(y.indptr[s + 1] - y.indptr[s]), 0, ws.active[s], ws, true, 0, nullptr,
+                                ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C, true);
+  ws.picks.resize(o.size, 0);  // zero between batches
+  if (ws.sharing)
+    for (std::int32_t r : ws.shared) ws.shared_pos[r] = -1;  // the previous batch's
+  ws.shared.clear();
+  for (std::int64_t s = 0; s < B; ++s)
+    for (std::int32_t r : ws.active[s])
+      if (ws.picks[r]++ == 0) ws.shared.push_back(r);
+  const std::size_t cap = static_cast<std::size_t>(cfg_.batch_shared);
+  if (ws.shared.size() > cap) {
+    std::sort(ws.shared.begin(), ws.shared.end(), [&](std::int32_t a, std::int32_t b) {
+      return ws.picks[a] > ws.picks[b] || (ws.picks[a] == ws.picks[b] && a < b);
+    });
+    for (std::int32_t r : ws.shared) ws.picks[r] = 0;
+    ws.shared.resize(cap);
+  } else {
+    for (std::int32_t r : ws.shared) ws.picks[r] = 0;
+  }
+  std::sort(ws.shared.begin(), ws.shared.end());
+}
+
 // LSH-sparse output layer, sample by sample: the active set, its logits and softmax, and the gradient of the last
 // hidden layer's output (ws.dH).
 void Network::output_sparse(const Csr& x, const Csr& y) {
@@ -875,6 +940,13 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
   const int C = o.hash.cells();
   times_.hash += since(t_cells);
   const auto t_region = Clock::now();
+  const bool share = cfg_.batch_shared > 0 && cfg_.select == "topk";
+  int nsp = 0;  // batch_shared: the shared neurons, padded to whole tiles
+  if (share) {
+    batch_shared(o, y, B, C);
+    nsp = shared_logits(o, ws.H[nh - 1].data(), B);
+  }
+  ws.sharing = share;
 #pragma omp parallel num_threads(threads_)
   {
     auto& t = ws.pt[omp_get_thread_num()];
@@ -886,14 +958,41 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       const int nl = static_cast<int>(y.indptr[s + 1] - y.indptr[s]);
       auto t1 = Clock::now();
       std::vector<std::int32_t>& act = ws.active[s];
+      Retrieval first{nullptr, 0, {}};
+      if (share) {
+        t.given.assign(act.begin(), act.end());  // the first pass left it in act
+        first = {t.given.data(), static_cast<int>(t.given.size()), ws.first[s]};
+      }
       const Picked picked =
           select_active(o, hl, lab, nl, per_sample_padding ? mix(batch_seed, static_cast<std::uint64_t>(s)) : batch_seed,
-                        act, ws, true, 0, nullptr, ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C);
+                        act, ws, true, 0, nullptr, ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C,
+                        false, share ? &first : nullptr, share ? &ws.shared : nullptr);
       auto t2 = Clock::now();
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
       t.z.resize(m);
-      o.gather_dot(*k_, act.data(), m, hl, t.z.data());
+      // batch_shared: the sample's own neurons, then the shared ones it did not pick, then its random negatives; every
+      // shared neuron's logit comes from the batch's product, the others' (own ones not shared) from gather_dot
+      const int shared_end = share ? picked.labels + picked.retrieved : 0;
+      if (share) {
+        const float* zs = ws.Zs.data() + s * nsp;
+        t.own_ids.clear();
+        t.own_at.clear();
+        for (int i = 0; i < shared_end; ++i) {
+          const std::int32_t pos = ws.shared_pos[act[i]];
+          if (pos >= 0) {
+            t.z[i] = zs[pos];
+          } else {
+            t.own_ids.push_back(act[i]);
+            t.own_at.push_back(i);
+          }
+        }
+        const int no = static_cast<int>(t.own_ids.size());
+        t.own_val.resize(no);
+        o.gather_dot(*k_, t.own_ids.data(), no, hl, t.own_val.data());
+        for (int k = 0; k < no; ++k) t.z[t.own_at[k]] = t.own_val[k];
+      }
+      o.gather_dot(*k_, act.data() + shared_end, m - shared_end, hl, t.z.data() + shared_end);
       // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
       // near_share: the first picked.near of them stand for the near stratum alone (picked.near_pool neurons), the
@@ -940,7 +1039,18 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       auto t3 = Clock::now();
       float* dh = row_ptr(ws.dH, s, o.in_dim);
       std::fill(dh, dh + o.in_dim, 0.f);
-      o.gather_axpy(*k_, act.data(), dz.data(), m, dh);
+      o.gather_axpy(*k_, act.data() + shared_end, dz.data() + shared_end, m - shared_end, dh);
+      if (share) {  // the shared neurons' part of dh (and of their gradients) is one product after the loop
+        float* dzs = ws.Zs.data() + s * nsp;  // the sample's logits were read above
+        std::fill(dzs, dzs + nsp, 0.f);
+        const int no = static_cast<int>(t.own_ids.size());
+        for (int k = 0; k < no; ++k) t.own_val[k] = dz[t.own_at[k]];
+        o.gather_axpy(*k_, t.own_ids.data(), t.own_val.data(), no, dh);
+        for (int i = 0; i < shared_end; ++i) {
+          const std::int32_t pos = ws.shared_pos[act[i]];
+          if (pos >= 0) dzs[pos] = dz[i];
+        }
+      }
       auto t4 = Clock::now();
       t.t_fwd += std::chrono::duration<double>(t3 - t2).count();
       t.t_hash += std::chrono::duration<double>(t2 - t1).count();
@@ -949,6 +1059,11 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
   }
   // Apportion the parallel region's wall time to its phases by their share of thread time.
   const double region = since(t_region);
+  if (share) {
+    const auto t_dh = Clock::now();
+    shared_backward(o, B, nsp);
+    times_.backward += since(t_dh);
+  }
   double th = 0, tf = 0, tb = 0;
   for (auto& t : ws.pt) {
     th += t.t_hash;
@@ -1113,6 +1228,86 @@ void Network::dense_backward(const Layer& layer, const float* W, const float* D,
   }
 }
 
+// batch_shared: the shared neurons' logits for the whole batch as one product, ws.Zs (B x nsp) = H W_S^T, with W_S
+// their weights gathered (ws.Ws, ns x dp, zero-padded columns) and transposed (ws.WsT, d x nsp); ws.shared_pos maps
+// each shared row to its column. Returns nsp, the shared count padded to whole tiles.
+int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
+  Workspace& ws = *ws_;
+  const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size()), np = round_up(n, kTile);
+  if (ws.shared_pos.size() != static_cast<std::size_t>(o.size)) ws.shared_pos.assign(o.size, -1);
+  ws.Ws.assign(static_cast<std::size_t>(n) * dp, 0.f);
+  ws.WsT.assign(static_cast<std::size_t>(d) * np, 0.f);
+  ws.Zs.resize(static_cast<std::size_t>(B) * np);
+  constexpr int kCols = 4 * kTile;  // columns per task
+  const int tasks = (np + kCols - 1) / kCols;
+#pragma omp parallel num_threads(threads_)
+  {
+#pragma omp for schedule(static)
+    for (int j = 0; j < n; ++j) {
+      const std::int32_t r = ws.shared[j];
+      ws.shared_pos[r] = j;
+      float* wj = ws.Ws.data() + static_cast<std::size_t>(j) * dp;
+      if (o.bf16) k_->from_bf16(o.param16(Layer::kWeights, r), wj, d);
+      else std::memcpy(wj, o.w(r), sizeof(float) * d);
+      for (int k = 0; k < d; ++k) ws.WsT[static_cast<std::size_t>(k) * np + j] = wj[k];
+    }
+#pragma omp for schedule(static)
+    for (int t = 0; t < tasks; ++t) {
+      const int c0 = t * kCols, w = std::min(kCols, np - c0);
+      k_->gemm(H, d, static_cast<int>(B), ws.WsT.data() + c0, np, d, w, ws.Zs.data() + c0, np);
+    }
+  }
+  return np;
+}
+
+// batch_shared: the shared neurons' part of the last hidden layer's gradient, dH += dZs W_S (dZs: their logits'
+// gradients, written over ws.Zs), by blocks of 8 samples.
+void Network::shared_backward(const Layer& o, std::int64_t B, int nsp) {
+  Workspace& ws = *ws_;
+  const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size());
+  const std::int64_t blocks = (B + 7) / 8;
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<float> out(static_cast<std::size_t>(8) * dp);
+#pragma omp for schedule(static)
+    for (std::int64_t blk = 0; blk < blocks; ++blk) {
+      const std::int64_t s0 = blk * 8;
+      const int rows = static_cast<int>(std::min<std::int64_t>(8, B - s0));
+      k_->gemm(ws.Zs.data() + s0 * nsp, nsp, rows, ws.Ws.data(), dp, n, dp, out.data(), dp);
+      for (int r = 0; r < rows; ++r) k_->axpy(ws.dH.data() + (s0 + r) * d, 1.f, out.data() + r * dp, d);
+    }
+  }
+}
+
+// batch_shared: the shared rows' gradients for the update, G (ns x dp, in ws.Ws) = dZs^T H and ws.gbs (column sums of
+// dZs, in ws.Zs), by blocks of kTile rows; each row's sums run over the samples in order, as the other rows' do.
+void Network::shared_gradients(const Layer& o, std::int64_t B) {
+  Workspace& ws = *ws_;
+  const int nh = static_cast<int>(layers_.size()) - 1;
+  const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size()), np = round_up(n, kTile);
+  const auto [Hp, ldh] = padded_cols(ws.H[nh - 1].data(), B, d, d, ws.wpad);
+  float* G = ws.Ws.data();  // n x dp: the weights are no longer needed (shared_backward ran)
+  ws.gbs.resize(n);
+  ws.WsT.resize(static_cast<std::size_t>(n) * B);  // (free after the forward pass) dZs transposed: n x B
+  float* Dt = ws.WsT.data();
+  const int blocks = (n + kTile - 1) / kTile;
+#pragma omp parallel num_threads(threads_)
+  {
+#pragma omp for schedule(static)
+    for (int j = 0; j < n; ++j) {
+      float gb = 0;
+      for (std::int64_t s = 0; s < B; ++s) gb += Dt[static_cast<std::int64_t>(j) * B + s] = ws.Zs[s * np + j];
+      ws.gbs[j] = gb;
+    }
+#pragma omp for schedule(static)
+    for (int blk = 0; blk < blocks; ++blk) {
+      const int j0 = blk * kTile, rows = std::min(kTile, n - j0);
+      k_->gemm(Dt + static_cast<std::int64_t>(j0) * B, static_cast<int>(B), rows, Hp, ldh, static_cast<int>(B), dp,
+               G + static_cast<std::int64_t>(j0) * dp, dp);
+    }
+  }
+}
+
 // Gradient and Adam step of every row of a dense layer: G = D^T X (row j's gradient sum_s D[s][j] X[s]; bias
 // gradient sum_s D[s][j]), in blocks of kTile rows split across threads.
 void Network::dense_update(Layer& layer, int li, const float* D, const float* X, std::int64_t B) {
@@ -1170,6 +1365,10 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   // accesses to the per-row arrays are split between the threads.
   const std::int64_t nrows = layer.rows();
   const bool crowd = !layer.input && this->crowd();
+  // batch_shared: the shared rows' gradients are one product (shared_gradients); their entries are left out here
+  const bool sharing = !layer.input && ws.sharing;
+  auto is_shared = [&](std::int64_t r) { return sharing && ws.shared_pos[r] >= 0; };
+  if (sharing) shared_gradients(layer, B);
   ws.count.resize(nrows);
   if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
   auto for_each_triple = [&](auto&& fn) {
@@ -1186,7 +1385,8 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         // covers the rest)
         const std::size_t fr = crowd ? static_cast<std::size_t>(ws.first_random[s]) : act.size();
         const float rw = ws.random_weight[s];
-        for (std::size_t i = 0; i < act.size(); ++i) fn(act[i], s, i < fr ? dz[i] : dz[i] * rw);
+        for (std::size_t i = 0; i < act.size(); ++i)
+          if (!is_shared(act[i])) fn(act[i], s, i < fr ? dz[i] : dz[i] * rw);
       }
     }
   };
@@ -1205,7 +1405,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         ++entries;
       }
     });
-    for (std::int64_t r = lo; r < hi; ++r) rows += ws.count[r] != 0;
+    for (std::int64_t r = lo; r < hi; ++r) rows += ws.count[r] != 0 || is_shared(r);
     nt_rows[t + 1] = rows;
     nt_entries[t + 1] = entries;
 #pragma omp barrier
@@ -1224,7 +1424,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
     // touched rows in increasing order: the update then walks memory forwards (hardware prefetch helps)
     std::int64_t i = nt_rows[t], acc = nt_entries[t];
     for (std::int64_t r = lo; r < hi; ++r) {
-      if (!ws.count[r]) continue;
+      if (!ws.count[r] && !is_shared(r)) continue;
       ws.touched[i] = static_cast<std::int32_t>(r);
       ws.tstart[i] = acc;
       ws.slot[r] = static_cast<std::int32_t>(i);
@@ -1263,7 +1463,11 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
     auto update = [&](std::int64_t r, std::int64_t slot) {
       std::fill(g.begin(), g.end(), 0.f);
       float gb = 0;
-      if (slot >= 0) {
+      if (is_shared(r)) {
+        const std::int64_t pos = ws.shared_pos[r];
+        std::copy_n(ws.Ws.data() + pos * round_up(cols, kTile), cols, g.begin());  // shared_gradients'
+        gb = ws.gbs[pos];
+      } else if (slot >= 0) {
         const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
         k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
                         g.data());

@@ -129,17 +129,31 @@ class Network {
   struct Picked {
     int labels, retrieved;
     int near = 0, near_pool = 0;  // near_share: negatives drawn from the near stratum, and the stratum's size
+    int cell = 0, pos = 0;        // k-means: where retrieval stopped (member pos of the cell ranked cell)
   };
+  // batch_shared: a sample's first pass (retrieval_only): its labels, hot and retrieved neurons, and where it stopped
+  struct Retrieval {
+    const std::int32_t* ids;
+    int n;
+    Picked picked;
+  };
+  // retrieval_only: stop after the labels, hot and retrieved neurons (batch_shared's first pass). given: start from
+  // such a first pass instead of retrieving again. shared: neurons every sample of the batch takes after its own.
   Picked select_active(const Layer& o, const float* h, const std::int32_t* labels, int n_labels, std::uint64_t rng_seed,
                     std::vector<std::int32_t>& active, Workspace& ws, bool pad = true, int budget = 0,
                        const std::vector<std::int32_t>* inference_hot = nullptr,
-                       const float* cell_scores = nullptr) const;
+                       const float* cell_scores = nullptr, bool retrieval_only = false,
+                       const Retrieval* given = nullptr, const std::vector<std::int32_t>* shared = nullptr) const;
   // k-means output layer: the cell scores of n last hidden outputs (n x cells), one blocked product; else empty.
   void cell_scores_batch(const Layer& o, const float* H, std::int64_t n, std::vector<float>& out) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
   // Training, one batch: every hidden layer, then the output layer sparse (per sample) or dense (batched).
   void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c = nullptr) const;
   void output_sparse(const Csr& x, const Csr& y);
+  void batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C);
+  int shared_logits(const Layer& o, const float* H, std::int64_t B);
+  void shared_backward(const Layer& o, std::int64_t B, int nsp);
+  void shared_gradients(const Layer& o, std::int64_t B);
   void output_dense(const Csr& y);
   // Dense layers as matrix products over the batch (weights W: fp32, row stride ld).
   const float* dense_weights(const Layer& layer, std::vector<float>& buf) const;

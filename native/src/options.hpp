@@ -37,6 +37,10 @@ enum OptionFlags : unsigned { kClosed = 0, kLoOpen = 1, kHiOpen = 2, kNullable =
   X(rank_pool, double, 1, "", 1, kInf, kClosed,                                                                      \
     "topk with k-means cells: take this many times the room from the best cells, score them exactly and keep the "   \
     "best (1 = the cells' members in cell order, unscored)")                                                        \
+  X(batch_shared, int, 65536, "", 0, kInf, kClosed,                                                                   \
+    "topk: the neurons the tables and the hot list retrieve for any sample of the batch (labels included), up to "   \
+    "this many (those picked by the most samples first), join every sample's active set, so that each takes every " \
+    "sample's share of the softmax, as in a full softmax; 0 = off")                                                 \
   X(hot_neurons, int, 256, "", 0, kInf, kClosed,                                                                      \
     "topk: a short list of this many output neurons, those scoring highest on the mean hidden output (chosen at "    \
     "every rehash), is scored exactly for every sample; its best quarter (at most an eighth of the budget) joins "   \

@@ -105,8 +105,9 @@ class Network(metaclass=_OptionsDoc):
         return self._net.predict_topk(indptr, indices, data, int(k), use_sparse)
 
     def active_set(self, x, row: int, labels=(), salt: int = 0, pad: bool = True) -> np.ndarray:
-        """The output layer's active neurons for one row, as training would select them
-        (pad=False: the labels and the LSH-retrieved neurons only, without random padding)."""
+        """The output layer's active neurons for one row, as training would select them for that row alone
+        (pad=False: the labels and the LSH-retrieved neurons only, without random padding). In a training batch,
+        option batch_shared adds the neurons retrieved for the batch's other rows after the row's own."""
         indptr, indices, data = _csr_arrays(x)
         return self._net.active_set(indptr, indices, data, int(row), np.asarray(labels, dtype=np.int32), int(salt),
                                     bool(pad))
