@@ -912,15 +912,12 @@ void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) 
     for (std::int32_t r : ws.active[s])
       if (ws.picks[r]++ == 0) ws.shared.push_back(r);
   const std::size_t cap = static_cast<std::size_t>(cfg_.batch_shared);
-  if (ws.shared.size() > cap) {
+  if (ws.shared.size() > cap)
     std::sort(ws.shared.begin(), ws.shared.end(), [&](std::int32_t a, std::int32_t b) {
       return ws.picks[a] > ws.picks[b] || (ws.picks[a] == ws.picks[b] && a < b);
     });
-    for (std::int32_t r : ws.shared) ws.picks[r] = 0;
-    ws.shared.resize(cap);
-  } else {
-    for (std::int32_t r : ws.shared) ws.picks[r] = 0;
-  }
+  for (std::int32_t r : ws.shared) ws.picks[r] = 0;
+  ws.shared.resize(std::min(ws.shared.size(), cap));
   std::sort(ws.shared.begin(), ws.shared.end());
 }
 
@@ -971,9 +968,11 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       // logits and softmax over the active set
       const int m = static_cast<int>(act.size());
       t.z.resize(m);
+      // labels and retrieved neurons come first in act, then the random negatives
+      const int first_random = picked.labels + picked.retrieved, first_far = first_random + picked.near;
       // batch_shared: the sample's own neurons, then the shared ones it did not pick, then its random negatives; every
       // shared neuron's logit comes from the batch's product, the others' (own ones not shared) from gather_dot
-      const int shared_end = share ? picked.labels + picked.retrieved : 0;
+      const int shared_end = share ? first_random : 0;
       if (share) {
         const float* zs = ws.Zs.data() + s * nsp;
         t.own_ids.clear();
@@ -997,7 +996,6 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
       // near_share: the first picked.near of them stand for the near stratum alone (picked.near_pool neurons), the
       // rest for every neuron in neither.
-      const int first_random = picked.labels + picked.retrieved, first_far = first_random + picked.near;
       const float log_q_near =
           picked.near > 0 ? static_cast<float>(std::log(static_cast<double>(picked.near_pool) / picked.near)) : 0.f;
       const float log_q = cfg_.select == "topk" && m > first_far
