@@ -158,10 +158,11 @@ struct Network::Workspace {
   std::vector<Picked> first;
   std::vector<std::int32_t> shared, picks;
   std::vector<std::int32_t> shared_pos;  // per row of the layer: its index in shared (-1: not shared)
-  // The shared rows' weights (ns x dp), then their gradients for the update; their weights transposed (d x nsp), then
-  // their logit gradients transposed (ns x batch); the batch's logits of them (batch x nsp), then their gradients
-  // (each sample's row is overwritten once its logits are read). Bias gradients.
-  std::vector<float> Ws, WsT, Zs, gbs;
+  std::vector<std::int32_t> shared_in_cell;  // per k-means cell: its shared members (near_share's stratum size)
+  // The shared rows' weights (ns x dp), then their gradients for the update; the batch's logits of them (batch x nsp),
+  // then their gradients (each sample's row is overwritten once its logits are read); the last hidden layer's output
+  // transposed (d x batch padded to a tile); their bias gradients.
+  std::vector<float> Ws, Zs, HT, gbs;
   bool sharing = false;                  // this batch's output layer has shared rows (shared_pos is set for them)
   // transposition of (row id, sample, coefficient) triples for the gradient pass
   std::vector<std::int32_t> count, slot;  // per row of the layer: entries this batch; its index in touched
@@ -174,7 +175,7 @@ struct Network::Workspace {
     std::uint32_t stamp = 0;
     std::vector<std::int32_t> hscratch;
     std::vector<std::uint32_t> codes;
-    std::vector<float> z, g;
+    std::vector<float> z, g, dz;  // dz: a sample's softmax gradient at every position of its softmax
     std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
     std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
     std::vector<std::uint64_t> cell_key;    // k-means: the cells' sort keys (score, then cell), best first
@@ -184,8 +185,6 @@ struct Network::Workspace {
     std::vector<std::int64_t> near_ends;
     std::vector<std::int32_t> near_at;      // near_share: a round's drawn members (offsets in the table)
     std::vector<std::int32_t> given;        // batch_shared: the sample's first pass
-    std::vector<std::int32_t> own_ids, own_at;  // batch_shared: its own neurons that are not shared, their slots,
-    std::vector<float> own_val;                 // and their logits, then their coefficients
     std::int64_t n_labels = 0, n_retrieved = 0, n_random = 0;
     double t_hash = 0, t_fwd = 0, t_bwd = 0;
   };
@@ -497,8 +496,13 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     t.stamp = 1;
   }
   const std::uint32_t st = t.stamp;
+  // batch_shared: the shared neurons (ws.shared) are in the sample's softmax but not in `active`, which holds its own
+  // neurons that are not shared, then its random negatives; none of them is added again
+  const std::int32_t* shared_pos = shared ? ws.shared_pos.data() : nullptr;
+  const int n_shared = shared ? static_cast<int>(shared->size()) : 0;
+  auto taken = [&](std::int32_t id) { return t.mark[id] == st || (shared_pos && shared_pos[id] >= 0); };
   auto add = [&](std::int32_t id) {
-    if (t.mark[id] != st) {
+    if (!taken(id)) {
       t.mark[id] = st;
       active.push_back(id);
     }
@@ -517,9 +521,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   int target = budget;  // where the random negatives end (batch_shared: n_random after the shared neurons)
   // batch_shared: the neurons every sample of the batch takes, after its own; the random negatives stand for the rest
   auto add_shared = [&] {
-    if (!shared) return;
-    for (std::int32_t id : *shared) add(id);
-    target = static_cast<int>(active.size()) + n_random;
+    if (shared) target = static_cast<int>(active.size()) + n_random;
   };
   const std::vector<std::int32_t>& hot = inference_hot ? *inference_hot : o.hot;
   if (topk && !hot.empty() && !given) {
@@ -605,7 +607,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
                            : 0;
     const double want_pool = std::ceil(cfg_.near_pool * n_near);
     if (n_near > 0 && !o.cell_of.empty() &&  // (cell_of: the table exists)
-        4 * want_pool <= static_cast<double>(o.size) - static_cast<double>(active.size())) {
+        4 * want_pool <= static_cast<double>(o.size) - static_cast<double>(active.size() + n_shared)) {
       if (t.cell_mark.size() != static_cast<std::size_t>(C)) t.cell_mark.assign(C, 0u);
       t.near_cells.clear();
       t.near_ends.clear();
@@ -618,12 +620,15 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
         t.near_cells.push_back(static_cast<std::int32_t>(cell_at(cell)));
         t.near_ends.push_back(span += len);
       }
-      std::int64_t in_active = 0;  // labels, hot and retrieved neurons that lie in the stratum's cells
+      std::int64_t in_active = 0;  // labels, hot, retrieved and shared neurons that lie in the stratum's cells
       for (std::int32_t r : active) in_active += o.cell_of[r] != kNoCell && t.cell_mark[o.cell_of[r]] == st;
+      if (shared)
+        for (std::int32_t c : t.near_cells) in_active += ws.shared_in_cell[c];
       const std::int64_t pool = span - in_active;
       // when fewer neurons lie outside the stratum than the uniform run should draw, the stratum draws the rest
       const std::int64_t room = target - static_cast<std::int64_t>(active.size());
-      const std::int64_t far = static_cast<std::int64_t>(o.size) - static_cast<std::int64_t>(active.size()) - pool;
+      const std::int64_t far =
+          static_cast<std::int64_t>(o.size) - static_cast<std::int64_t>(active.size() + n_shared) - pool;
       int take = static_cast<int>(std::min<std::int64_t>(pool, std::max<std::int64_t>(n_near, room - far)));
       Rng rng(mix(rng_seed, kStreamNear));
       // uniform without replacement: draw members, again for those already active. Each draw is two dependent
@@ -651,7 +656,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
           __builtin_prefetch(&t.mark[t.cand[i]]);
         }
         for (int i = 0; i < n && k < take; ++i)
-          if (t.mark[t.cand[i]] != st) {
+          if (!taken(t.cand[i])) {
             add(t.cand[i]);
             ++k;
           }
@@ -662,7 +667,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
           int len;
           const std::int32_t* ids = o.tables.bucket(0, static_cast<std::uint32_t>(c), &len);
           for (int i = 0; i < len; ++i)
-            if (t.mark[ids[i]] != st) t.cand.push_back(ids[i]);
+            if (!taken(ids[i])) t.cand.push_back(ids[i]);
         }
         const std::int64_t nc = static_cast<std::int64_t>(t.cand.size());
         for (std::int64_t i = 0; k < take && i < nc; ++i, ++k) {  // partial Fisher-Yates
@@ -726,7 +731,8 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     if (retrieval_only) return {n_lab, static_cast<int>(active.size()) - n_lab};
     add_shared();
   }
-  const int retrieved = static_cast<int>(active.size()) - n_lab - near.first;
+  // (counted as if the shared neurons were in `active`, between the sample's own neurons and its random ones)
+  const int retrieved = static_cast<int>(active.size()) + n_shared - n_lab - near.first;
   // Random neurons: walk a fixed permutation from a random start (the original's Mode 4). union: pad to
   // min_active when fewer than pad_below were found; topk: the random share plus any shortfall.
   const std::int64_t want = topk ? target : std::min<std::int64_t>(cfg_.min_active, o.size);
@@ -741,8 +747,10 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   }
   t.n_labels += n_lab;
   t.n_retrieved += retrieved;
-  t.n_random += static_cast<std::int64_t>(active.size()) - n_lab - retrieved;
-  return {n_lab, retrieved, near.first, near.second};
+  t.n_random += static_cast<std::int64_t>(active.size()) + n_shared - n_lab - retrieved;
+  Picked picked{n_lab, retrieved, near.first, near.second};
+  picked.shared = n_shared;
+  return picked;
 }
 
 std::vector<std::int32_t> Network::hot_neurons(bool inference) {
@@ -919,6 +927,11 @@ void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) 
   for (std::int32_t r : ws.shared) ws.picks[r] = 0;
   ws.shared.resize(std::min(ws.shared.size(), cap));
   std::sort(ws.shared.begin(), ws.shared.end());
+  if (!o.cell_of.empty()) {
+    ws.shared_in_cell.assign(C, 0);
+    for (std::int32_t r : ws.shared)
+      if (o.cell_of[r] != kNoCell) ++ws.shared_in_cell[o.cell_of[r]];
+  }
 }
 
 // LSH-sparse output layer, sample by sample: the active set, its logits and softmax, and the gradient of the last
@@ -965,33 +978,16 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
                         act, ws, true, 0, nullptr, ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C,
                         false, share ? &first : nullptr, share ? &ws.shared : nullptr);
       auto t2 = Clock::now();
-      // logits and softmax over the active set
-      const int m = static_cast<int>(act.size());
-      t.z.resize(m);
-      // labels and retrieved neurons come first in act, then the random negatives
+      // The sample's softmax runs over its own neurons that are not shared (act[0, own_end)), then the batch's
+      // shared neurons (batch_shared: their logits, biases included, from the batch's product in ws.Zs), then its
+      // random negatives (act[own_end, end)). Softmax position i is act[i] below own_end, shared[i - own_end] below
+      // first_random, act[i - ns] from there.
+      const int ns = picked.shared, na = static_cast<int>(act.size()), m = na + ns;
       const int first_random = picked.labels + picked.retrieved, first_far = first_random + picked.near;
-      // batch_shared: the sample's own neurons, then the shared ones it did not pick, then its random negatives; every
-      // shared neuron's logit comes from the batch's product, the others' (own ones not shared) from gather_dot
-      const int shared_end = share ? first_random : 0;
-      if (share) {
-        const float* zs = ws.Zs.data() + s * nsp;
-        t.own_ids.clear();
-        t.own_at.clear();
-        for (int i = 0; i < shared_end; ++i) {
-          const std::int32_t pos = ws.shared_pos[act[i]];
-          if (pos >= 0) {
-            t.z[i] = zs[pos];
-          } else {
-            t.own_ids.push_back(act[i]);
-            t.own_at.push_back(i);
-          }
-        }
-        const int no = static_cast<int>(t.own_ids.size());
-        t.own_val.resize(no);
-        o.gather_dot(*k_, t.own_ids.data(), no, hl, t.own_val.data());
-        for (int k = 0; k < no; ++k) t.z[t.own_at[k]] = t.own_val[k];
-      }
-      o.gather_dot(*k_, act.data() + shared_end, m - shared_end, hl, t.z.data() + shared_end);
+      const int own_end = first_random - ns;
+      t.z.resize(m);
+      o.gather_dot(*k_, act.data(), own_end, hl, t.z.data());
+      o.gather_dot(*k_, act.data() + own_end, na - own_end, hl, t.z.data() + first_random);
       // topk: the random negatives stand for every neuron neither a label nor retrieved; weighting each by
       // (those neurons / random ones) makes the active softmax estimate the full one (sampled softmax's log Q).
       // near_share: the first picked.near of them stand for the near stratum alone (picked.near_pool neurons), the
@@ -1002,9 +998,10 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
                               ? static_cast<float>(std::log(static_cast<double>(o.size - first_random - picked.near_pool) /
                                                             (m - first_far)))
                               : 0.f;
-      for (int i = 0; i < m; ++i)
-        t.z[i] += o.b[act[i]] + (i >= first_far ? log_q : i >= first_random ? log_q_near : 0.f);
-      ws.first_random[s] = first_random;
+      for (int i = 0; i < own_end; ++i) t.z[i] += o.b[act[i]];
+      if (ns) std::memcpy(t.z.data() + own_end, ws.Zs.data() + s * nsp, sizeof(float) * ns);
+      for (int i = first_random; i < m; ++i) t.z[i] += o.b[act[i - ns]] + (i >= first_far ? log_q : log_q_near);
+      ws.first_random[s] = own_end;
       if (crowd_on) {
         // a random negative's own update takes its true share of the softmax where the batch draws each crowd row
         // less than once on average (a rare log-Q weighted spike would swamp the row's Adam state), and the log-Q
@@ -1013,42 +1010,47 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
             B * static_cast<double>(m - first_random) < static_cast<double>(o.size - first_random) ? std::exp(-log_q) : 1.f;
         if (!crowd_steps_.empty() && !o.own.empty()) {  // the rises not yet applied
           crowd_pending(hl, t.g);
-          for (int i = 0; i < m; ++i)
-            if (o.own[act[i]] == 1) t.z[i] += t.g[risen_through(o, act[i]) - crowd_settled_];
+          for (int i = 0; i < m; ++i) {
+            const std::int32_t r = i < own_end ? act[i] : i < first_random ? ws.shared[i - own_end] : act[i - ns];
+            if (o.own[r] == 1) t.z[i] += t.g[risen_through(o, r) - crowd_settled_];
+          }
         }
       }
-      std::vector<float>& dz = ws.dz[s];
-      dz.resize(m);
+      // the softmax's gradient at every position (the thread's scratch: the shared part goes to ws.Zs, so the
+      // sample's own dz, kept until the update, stays the size of its active set)
+      std::vector<float>& dzall = t.dz;
+      dzall.resize(m);
       ws.has_label[s] = nl > 0;
       if (nl == 0) {  // no target: the sample contributes no gradient
-        std::fill(dz.begin(), dz.end(), 0.f);
+        std::fill(dzall.begin(), dzall.end(), 0.f);
         ws.loss[s] = 0.f;
       } else {
-        // labels are the first entries of act (select_active adds them first, deduplicated)
+        // a label is shared, or among the sample's own neurons (select_active adds them first, deduplicated)
         slots.resize(nl);
         for (int i = 0; i < nl; ++i) {
           const std::int32_t lbl = o.row_of(lab[i]);
+          const std::int32_t pos = ns ? ws.shared_pos[lbl] : -1;
           int j = 0;
-          while (j < m && act[j] != lbl) ++j;
+          if (pos >= 0) j = own_end + pos;
+          else
+            while (j < own_end && act[j] != lbl) ++j;
           slots[i] = j;
         }
-        ws.loss[s] = softmax_xent(*k_, t.z.data(), m, slots.data(), nl, inv_b, dz.data());
+        ws.loss[s] = softmax_xent(*k_, t.z.data(), m, slots.data(), nl, inv_b, dzall.data());
       }
       auto t3 = Clock::now();
+      if (ns) {  // the shared neurons' part of dh (and of their gradients) is one product after the loop
+        float* dzs = ws.Zs.data() + s * nsp;  // the sample's logits were read above
+        std::memcpy(dzs, dzall.data() + own_end, sizeof(float) * ns);
+        std::fill(dzs + ns, dzs + nsp, 0.f);
+      }
+      std::vector<float>& dz = ws.dz[s];  // parallel to act
+      dz.resize(na);
+      std::copy_n(dzall.begin(), own_end, dz.begin());
+      std::copy(dzall.begin() + first_random, dzall.end(), dz.begin() + own_end);
       float* dh = row_ptr(ws.dH, s, o.in_dim);
       std::fill(dh, dh + o.in_dim, 0.f);
-      o.gather_axpy(*k_, act.data() + shared_end, dz.data() + shared_end, m - shared_end, dh);
-      if (share) {  // the shared neurons' part of dh (and of their gradients) is one product after the loop
-        float* dzs = ws.Zs.data() + s * nsp;  // the sample's logits were read above
-        std::fill(dzs, dzs + nsp, 0.f);
-        const int no = static_cast<int>(t.own_ids.size());
-        for (int k = 0; k < no; ++k) t.own_val[k] = dz[t.own_at[k]];
-        o.gather_axpy(*k_, t.own_ids.data(), t.own_val.data(), no, dh);
-        for (int i = 0; i < shared_end; ++i) {
-          const std::int32_t pos = ws.shared_pos[act[i]];
-          if (pos >= 0) dzs[pos] = dz[i];
-        }
-      }
+      o.gather_axpy(*k_, act.data(), dz.data(), na, dh);
       auto t4 = Clock::now();
       t.t_fwd += std::chrono::duration<double>(t3 - t2).count();
       t.t_hash += std::chrono::duration<double>(t2 - t1).count();
@@ -1226,18 +1228,24 @@ void Network::dense_backward(const Layer& layer, const float* W, const float* D,
   }
 }
 
-// batch_shared: the shared neurons' logits for the whole batch as one product, ws.Zs (B x nsp) = H W_S^T, with W_S
-// their weights gathered (ws.Ws, ns x dp, zero-padded columns) and transposed (ws.WsT, d x nsp); ws.shared_pos maps
-// each shared row to its column. Returns nsp, the shared count padded to whole tiles.
+// batch_shared: the three products over the shared neurons run by chunks of kSharedChunk of them, so that a chunk of
+// their gathered weights (or of their logit gradients) stays in cache while every sample of the batch uses it. Every
+// element is still one sum in a fixed order, whatever the thread count.
+constexpr int kSharedChunk = 256;
+
+// batch_shared: the shared neurons' logits for the whole batch, ws.Zs (B x nsp) = H W_S^T + b_S, with W_S their
+// weights gathered (ws.Ws, ns x dp, zero-padded columns); ws.shared_pos maps each shared row to its column. Each chunk
+// is W_S's rows times H^T (d x Bp, ws.HT), transposed into Zs. Returns nsp, the shared count padded to whole tiles.
 int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
   Workspace& ws = *ws_;
   const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size()), np = round_up(n, kTile);
+  const int Bp = round_up(static_cast<int>(B), kTile);
   if (ws.shared_pos.size() != static_cast<std::size_t>(o.size)) ws.shared_pos.assign(o.size, -1);
-  ws.Ws.assign(static_cast<std::size_t>(n) * dp, 0.f);
-  ws.WsT.assign(static_cast<std::size_t>(d) * np, 0.f);
+  // every element is written below (the padding with zeros): no zero fill of tens of MB in the first batches
+  ws.Ws.resize(static_cast<std::size_t>(n) * dp);
   ws.Zs.resize(static_cast<std::size_t>(B) * np);
-  constexpr int kCols = 4 * kTile;  // columns per task
-  const int tasks = (np + kCols - 1) / kCols;
+  ws.HT.resize(static_cast<std::size_t>(d) * Bp);
+  const int chunks = (n + kSharedChunk - 1) / kSharedChunk;
 #pragma omp parallel num_threads(threads_)
   {
 #pragma omp for schedule(static)
@@ -1247,38 +1255,57 @@ int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
       float* wj = ws.Ws.data() + static_cast<std::size_t>(j) * dp;
       if (o.bf16) k_->from_bf16(o.param16(Layer::kWeights, r), wj, d);
       else std::memcpy(wj, o.w(r), sizeof(float) * d);
-      for (int k = 0; k < d; ++k) ws.WsT[static_cast<std::size_t>(k) * np + j] = wj[k];
+      std::fill(wj + d, wj + dp, 0.f);
     }
 #pragma omp for schedule(static)
-    for (int t = 0; t < tasks; ++t) {
-      const int c0 = t * kCols, w = std::min(kCols, np - c0);
-      k_->gemm(H, d, static_cast<int>(B), ws.WsT.data() + c0, np, d, w, ws.Zs.data() + c0, np);
+    for (int k = 0; k < d; ++k) {
+      float* row = ws.HT.data() + static_cast<std::size_t>(k) * Bp;
+      for (std::int64_t s = 0; s < B; ++s) row[s] = H[s * d + k];
+      std::fill(row + B, row + Bp, 0.f);
     }
+    std::vector<float> T(static_cast<std::size_t>(kSharedChunk) * Bp);  // a chunk's logits, chunk x Bp
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < chunks; ++c) {
+      const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
+      k_->gemm(ws.Ws.data() + static_cast<std::size_t>(k0) * dp, dp, kk, ws.HT.data(), Bp, d, Bp, T.data(), Bp);
+      for (std::int64_t s = 0; s < B; ++s) {
+        float* z = ws.Zs.data() + s * np + k0;
+        for (int j = 0; j < kk; ++j) z[j] = T[static_cast<std::size_t>(j) * Bp + s] + o.b[ws.shared[k0 + j]];
+      }
+    }
+#pragma omp for schedule(static)
+    for (std::int64_t s = 0; s < B; ++s) std::fill(ws.Zs.data() + s * np + n, ws.Zs.data() + (s + 1) * np, 0.f);
   }
   return np;
 }
 
 // batch_shared: the shared neurons' part of the last hidden layer's gradient, dH += dZs W_S (dZs: their logits'
-// gradients, written over ws.Zs), by blocks of 8 samples.
+// gradients, written over ws.Zs), by groups of samples; each group adds the chunks' products in chunk order (by
+// blocks of 8 samples over the whole of W_S, each block streamed it from memory again).
 void Network::shared_backward(const Layer& o, std::int64_t B, int nsp) {
   Workspace& ws = *ws_;
   const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size());
-  const std::int64_t blocks = (B + 7) / 8;
+  constexpr int kGroup = 32;
+  const std::int64_t groups = (B + kGroup - 1) / kGroup;
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> out(static_cast<std::size_t>(8) * dp);
+    std::vector<float> out(static_cast<std::size_t>(kGroup) * dp);
 #pragma omp for schedule(static)
-    for (std::int64_t blk = 0; blk < blocks; ++blk) {
-      const std::int64_t s0 = blk * 8;
-      const int rows = static_cast<int>(std::min<std::int64_t>(8, B - s0));
-      k_->gemm(ws.Zs.data() + s0 * nsp, nsp, rows, ws.Ws.data(), dp, n, dp, out.data(), dp);
-      for (int r = 0; r < rows; ++r) k_->axpy(ws.dH.data() + (s0 + r) * d, 1.f, out.data() + r * dp, d);
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::int64_t s0 = g * kGroup;
+      const int rows = static_cast<int>(std::min<std::int64_t>(kGroup, B - s0));
+      for (int k0 = 0; k0 < n; k0 += kSharedChunk) {
+        const int kk = std::min(kSharedChunk, n - k0);
+        k_->gemm(ws.Zs.data() + s0 * nsp + k0, nsp, rows, ws.Ws.data() + static_cast<std::size_t>(k0) * dp, dp, kk, dp,
+                 out.data(), dp);
+        for (int r = 0; r < rows; ++r) k_->axpy(ws.dH.data() + (s0 + r) * d, 1.f, out.data() + r * dp, d);
+      }
     }
   }
 }
 
 // batch_shared: the shared rows' gradients for the update, G (ns x dp, in ws.Ws) = dZs^T H and ws.gbs (column sums of
-// dZs, in ws.Zs), by blocks of kTile rows; each row's sums run over the samples in order, as the other rows' do.
+// dZs, in ws.Zs); each row's sums run over the samples in order, as the other rows' do.
 void Network::shared_gradients(const Layer& o, std::int64_t B) {
   Workspace& ws = *ws_;
   const int nh = static_cast<int>(layers_.size()) - 1;
@@ -1286,22 +1313,24 @@ void Network::shared_gradients(const Layer& o, std::int64_t B) {
   const auto [Hp, ldh] = padded_cols(ws.H[nh - 1].data(), B, d, d, ws.wpad);
   float* G = ws.Ws.data();  // n x dp: the weights are no longer needed (shared_backward ran)
   ws.gbs.resize(n);
-  ws.WsT.resize(static_cast<std::size_t>(n) * B);  // (free after the forward pass) dZs transposed: n x B
-  float* Dt = ws.WsT.data();
-  const int blocks = (n + kTile - 1) / kTile;
+  const int chunks = (n + kSharedChunk - 1) / kSharedChunk;
 #pragma omp parallel num_threads(threads_)
   {
-#pragma omp for schedule(static)
-    for (int j = 0; j < n; ++j) {
-      float gb = 0;
-      for (std::int64_t s = 0; s < B; ++s) gb += Dt[static_cast<std::int64_t>(j) * B + s] = ws.Zs[s * np + j];
-      ws.gbs[j] = gb;
-    }
-#pragma omp for schedule(static)
-    for (int blk = 0; blk < blocks; ++blk) {
-      const int j0 = blk * kTile, rows = std::min(kTile, n - j0);
-      k_->gemm(Dt + static_cast<std::int64_t>(j0) * B, static_cast<int>(B), rows, Hp, ldh, static_cast<int>(B), dp,
-               G + static_cast<std::int64_t>(j0) * dp, dp);
+    std::vector<float> Dt(static_cast<std::size_t>(kSharedChunk) * B);  // a chunk of dZs transposed: chunk x B
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < chunks; ++c) {
+      const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
+      for (std::int64_t s = 0; s < B; ++s) {
+        const float* z = ws.Zs.data() + s * np + k0;
+        for (int j = 0; j < kk; ++j) Dt[static_cast<std::size_t>(j) * B + s] = z[j];
+      }
+      for (int j = 0; j < kk; ++j) {
+        float gb = 0;
+        for (std::int64_t s = 0; s < B; ++s) gb += Dt[static_cast<std::size_t>(j) * B + s];
+        ws.gbs[k0 + j] = gb;
+      }
+      k_->gemm(Dt.data(), static_cast<int>(B), kk, Hp, ldh, static_cast<int>(B), dp,
+               G + static_cast<std::int64_t>(k0) * dp, dp);
     }
   }
 }
@@ -1381,10 +1410,10 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         // crowd_step: a random negative's own gradient is its true share of the softmax, not the log-Q weighted
         // one that stands for the whole crowd in the softmax and the hidden layer's gradient (the crowd's step
         // covers the rest)
+        // (batch_shared: the shared rows are not in act)
         const std::size_t fr = crowd ? static_cast<std::size_t>(ws.first_random[s]) : act.size();
         const float rw = ws.random_weight[s];
-        for (std::size_t i = 0; i < act.size(); ++i)
-          if (!is_shared(act[i])) fn(act[i], s, i < fr ? dz[i] : dz[i] * rw);
+        for (std::size_t i = 0; i < act.size(); ++i) fn(act[i], s, i < fr ? dz[i] : dz[i] * rw);
       }
     }
   };
@@ -1453,23 +1482,29 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
           std::uint8_t& f = layer.own[ws.active[s][i]];
           if (!f) f = 2;
         }
+    if (sharing)
+      for (std::int32_t r : ws.shared)
+        if (!layer.own[r]) layer.own[r] = 2;
   }
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<float> g(crowd ? 3 * cols + 1 : cols);  // crowd_step: gradient, then rise_row's scratch
     // gradient of row r from its slot's (sample, coefficient) entries (none: zero gradient), then Adam
     auto update = [&](std::int64_t r, std::int64_t slot) {
-      std::fill(g.begin(), g.end(), 0.f);
+      const float* gr = g.data();
       float gb = 0;
       if (is_shared(r)) {
         const std::int64_t pos = ws.shared_pos[r];
-        std::copy_n(ws.Ws.data() + pos * round_up(cols, kTile), cols, g.begin());  // shared_gradients'
+        gr = ws.Ws.data() + pos * round_up(cols, kTile);  // shared_gradients'
         gb = ws.gbs[pos];
-      } else if (slot >= 0) {
-        const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
-        k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
-                        g.data());
-        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
+      } else {
+        std::fill(g.begin(), g.begin() + cols, 0.f);
+        if (slot >= 0) {
+          const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
+          k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
+                          g.data());
+          for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
+        }
       }
       if (crowd) {
         if (!layer.own[r]) return;  // in the crowd: it moves with it, which is no move relative to it
@@ -1478,7 +1513,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         layer.own[r] = 1;
         rise_row(layer, r, since, g.data() + cols);  // g has room: cols, then cols + 1 + cols
       }
-      adam_row(layer, li, r, g.data(), gb, catchup ? step_ - 1 - layer.last[r] : 0, lr_t);
+      adam_row(layer, li, r, gr, gb, catchup ? step_ - 1 - layer.last[r] : 0, lr_t);
       if (catchup || crowd) layer.last[r] = step_;
     };
     if (!cfg_.dense_adam) {
@@ -1546,7 +1581,8 @@ void Network::crowd_step() {
     if (m <= fr) continue;
     double mass = 0;  // the crowd's share of the sample's softmax, times 1 / batch
     for (int i = fr; i < m; ++i) mass += dz[i];
-    const float a = static_cast<float>(mass / static_cast<double>(o.size - fr));  // per crowd neuron
+    const std::int64_t crowd = o.size - fr - (ws.sharing ? static_cast<std::int64_t>(ws.shared.size()) : 0);
+    const float a = static_cast<float>(mass / static_cast<double>(crowd));  // per crowd neuron
     k_->axpy(g.data(), a, ws.H[nh - 1].data() + s * cols, cols);
     g[cols] += a;
   }

@@ -130,6 +130,7 @@ class Network {
     int labels, retrieved;
     int near = 0, near_pool = 0;  // near_share: negatives drawn from the near stratum, and the stratum's size
     int cell = 0, pos = 0;        // k-means: where retrieval stopped (member pos of the cell ranked cell)
+    int shared = 0;               // batch_shared: the batch's shared neurons in its softmax (not in the active set)
   };
   // batch_shared: a sample's first pass (retrieval_only): its labels, hot and retrieved neurons, and where it stopped
   struct Retrieval {
