@@ -158,6 +158,7 @@ struct Network::Workspace {
   std::vector<Picked> first;
   std::vector<std::int32_t> shared, picks;
   std::vector<std::int32_t> shared_pos;  // per row of the layer: its index in shared (-1: not shared)
+  std::vector<std::uint64_t> shared_bit;  // per row of the layer: shared or not (a bitmap small enough to stay cached)
   std::vector<std::int32_t> shared_in_cell;  // per k-means cell: its shared members (near_share's stratum size)
   // The shared rows' weights (ns x dp), then their gradients for the update; the batch's logits of them (batch x nsp),
   // then their gradients (each sample's row is overwritten once its logits are read); the last hidden layer's output
@@ -498,9 +499,11 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   const std::uint32_t st = t.stamp;
   // batch_shared: the shared neurons (ws.shared) are in the sample's softmax but not in `active`, which holds its own
   // neurons that are not shared, then its random negatives; none of them is added again
-  const std::int32_t* shared_pos = shared ? ws.shared_pos.data() : nullptr;
+  const std::uint64_t* shared_bit = shared ? ws.shared_bit.data() : nullptr;
   const int n_shared = shared ? static_cast<int>(shared->size()) : 0;
-  auto taken = [&](std::int32_t id) { return t.mark[id] == st || (shared_pos && shared_pos[id] >= 0); };
+  auto taken = [&](std::int32_t id) {
+    return t.mark[id] == st || (shared_bit && (shared_bit[id >> 6] >> (id & 63) & 1u));
+  };
   auto add = [&](std::int32_t id) {
     if (!taken(id)) {
       t.mark[id] = st;
@@ -914,7 +917,10 @@ void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) 
                                 ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C, true);
   ws.picks.resize(o.size, 0);  // zero between batches
   if (ws.sharing)
-    for (std::int32_t r : ws.shared) ws.shared_pos[r] = -1;  // the previous batch's
+    for (std::int32_t r : ws.shared) {  // the previous batch's
+      ws.shared_pos[r] = -1;
+      ws.shared_bit[r >> 6] = 0;
+    }
   ws.shared.clear();
   for (std::int64_t s = 0; s < B; ++s)
     for (std::int32_t r : ws.active[s])
@@ -927,6 +933,8 @@ void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) 
   for (std::int32_t r : ws.shared) ws.picks[r] = 0;
   ws.shared.resize(std::min(ws.shared.size(), cap));
   std::sort(ws.shared.begin(), ws.shared.end());
+  ws.shared_bit.resize((static_cast<std::size_t>(o.size) + 63) / 64, 0);
+  for (std::int32_t r : ws.shared) ws.shared_bit[r >> 6] |= std::uint64_t{1} << (r & 63);
   if (!o.cell_of.empty()) {
     ws.shared_in_cell.assign(C, 0);
     for (std::int32_t r : ws.shared)
