@@ -1288,8 +1288,8 @@ int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
 }
 
 // batch_shared: the shared neurons' part of the last hidden layer's gradient, dH += dZs W_S (dZs: their logits'
-// gradients, written over ws.Zs), by groups of samples; each group adds the chunks' products in chunk order (by
-// blocks of 8 samples over the whole of W_S, each block streamed it from memory again).
+// gradients, written over ws.Zs), by groups of 32 samples: a group reads W_S once, a chunk at a time while the chunk
+// is in cache, and adds the chunks' products in chunk order.
 void Network::shared_backward(const Layer& o, std::int64_t B, int nsp) {
   Workspace& ws = *ws_;
   const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size());
