@@ -1402,7 +1402,8 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   const bool crowd = !layer.input && this->crowd();
   // batch_shared: the shared rows' gradients are one product (shared_gradients); their entries are left out here
   const bool sharing = !layer.input && ws.sharing;
-  auto is_shared = [&](std::int64_t r) { return sharing && ws.shared_pos[r] >= 0; };
+  // (the bitmap: the scans below test every row of the layer, and the 200k-row position map did not stay cached)
+  auto is_shared = [&](std::int64_t r) { return sharing && (ws.shared_bit[r >> 6] >> (r & 63) & 1u); };
   if (sharing) shared_gradients(layer, B);
   ws.count.resize(nrows);
   if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
