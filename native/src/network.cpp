@@ -1272,13 +1272,15 @@ int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
       std::fill(row + B, row + Bp, 0.f);
     }
     std::vector<float> T(static_cast<std::size_t>(kSharedChunk) * Bp);  // a chunk's logits, chunk x Bp
+    std::vector<float> bias(kSharedChunk);                               // and its neurons' biases
 #pragma omp for schedule(dynamic, 1)
     for (int c = 0; c < chunks; ++c) {
       const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
       k_->gemm(ws.Ws.data() + static_cast<std::size_t>(k0) * dp, dp, kk, ws.HT.data(), Bp, d, Bp, T.data(), Bp);
+      for (int j = 0; j < kk; ++j) bias[j] = o.b[ws.shared[k0 + j]];
       for (std::int64_t s = 0; s < B; ++s) {
         float* z = ws.Zs.data() + s * np + k0;
-        for (int j = 0; j < kk; ++j) z[j] = T[static_cast<std::size_t>(j) * Bp + s] + o.b[ws.shared[k0 + j]];
+        for (int j = 0; j < kk; ++j) z[j] = T[static_cast<std::size_t>(j) * Bp + s] + bias[j];
       }
     }
 #pragma omp for schedule(static)
