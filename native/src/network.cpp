@@ -164,7 +164,7 @@ struct Network::Workspace {
   // then their gradients (each sample's row is overwritten once its logits are read); the last hidden layer's output
   // transposed (d x batch padded to a tile); their bias gradients.
   std::vector<float> Ws, Zs, HT, gbs;
-  bool sharing = false;                  // this batch's output layer has shared rows (shared_pos is set for them)
+  bool sharing = false;                  // this batch's output layer has shared rows (shared_pos, shared_bit set)
   // transposition of (row id, sample, coefficient) triples for the gradient pass
   std::vector<std::int32_t> count, slot;  // per row of the layer: entries this batch; its index in touched
   std::vector<std::int32_t> touched, tsample;
@@ -1024,9 +1024,11 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
           }
         }
       }
-      // the softmax's gradient at every position (the thread's scratch: the shared part goes to ws.Zs, so the
-      // sample's own dz, kept until the update, stays the size of its active set)
-      std::vector<float>& dzall = t.dz;
+      // the softmax's gradient at every position: the sample's dz (kept until the update, parallel to act) where
+      // nothing is shared, else the thread's scratch (the shared part goes to ws.Zs, so that dz stays the size of
+      // the active set)
+      std::vector<float>& dz = ws.dz[s];
+      std::vector<float>& dzall = ns ? t.dz : dz;
       dzall.resize(m);
       ws.has_label[s] = nl > 0;
       if (nl == 0) {  // no target: the sample contributes no gradient
@@ -1051,11 +1053,10 @@ void Network::output_sparse(const Csr& x, const Csr& y) {
         float* dzs = ws.Zs.data() + s * nsp;  // the sample's logits were read above
         std::memcpy(dzs, dzall.data() + own_end, sizeof(float) * ns);
         std::fill(dzs + ns, dzs + nsp, 0.f);
+        dz.resize(na);
+        std::copy_n(dzall.begin(), own_end, dz.begin());
+        std::copy(dzall.begin() + first_random, dzall.end(), dz.begin() + own_end);
       }
-      std::vector<float>& dz = ws.dz[s];  // parallel to act
-      dz.resize(na);
-      std::copy_n(dzall.begin(), own_end, dz.begin());
-      std::copy(dzall.begin() + first_random, dzall.end(), dz.begin() + own_end);
       float* dh = row_ptr(ws.dH, s, o.in_dim);
       std::fill(dh, dh + o.in_dim, 0.f);
       o.gather_axpy(*k_, act.data(), dz.data(), na, dh);
