@@ -172,16 +172,19 @@ struct Network::Workspace {
   std::vector<std::int64_t> tstart, tfill;
   std::vector<float> idle_c;  // adam_catchup: per input entry of the batch, its row's owed idle step sum (0: none)
   struct PerThread {
-    std::vector<std::uint32_t> mark;
-    std::uint32_t stamp = 0;
+    // stamps of the neurons taken by the query running now: 16 bits, so that a 200k-neuron layer's marks (400 KB)
+    // stay in L2 (a selection's adds are random accesses into them); wraps clear them every 65535 queries
+    std::vector<std::uint16_t> mark;
+    std::uint16_t stamp = 0;
     std::vector<std::int32_t> hscratch;
     std::vector<std::uint32_t> codes;
     std::vector<float> z, g, dz;  // dz: a sample's softmax gradient at every position of its softmax
     std::vector<std::uint32_t> count;       // topk: tables that returned each neuron (valid where marked)
     std::vector<std::int32_t> cand, rank;   // topk: retrieved neurons, their ranking
+    std::vector<std::uint64_t> keys;        // best_first's sort keys
     std::vector<std::uint64_t> cell_key;    // k-means: the cells' sort keys (score, then cell), best first
     std::vector<float> q;                   // MIPS query vector (DWTA / SimHash)
-    std::vector<std::uint32_t> cell_mark;   // near_share: stamp of the cells in the sample's near stratum
+    std::vector<std::uint16_t> cell_mark;   // near_share: stamp of the cells in the sample's near stratum
     std::vector<std::int32_t> near_cells;   // near_share: those cells, and the running total of their members
     std::vector<std::int64_t> near_ends;
     std::vector<std::int32_t> near_at;      // near_share: a round's drawn members (offsets in the table)
@@ -446,12 +449,29 @@ void Network::query_vector(const Layer& layer, const float* h, float* out) const
 }
 
 namespace {
-// rank = 0 .. n-1 ordered so that its first `keep` entries index the highest z, best first (ties: the lower index)
-void best_first(const float* z, std::int64_t n, std::int64_t keep, std::vector<std::int32_t>& rank) {
+// A sort key that orders by score, highest first, then by the lower index: the score's bits in an order-preserving
+// form, then the index's complement (-0 ties with +0, as the floats compare). Sorting these keys is several times
+// faster than sorting indices by a comparator that looks their scores up.
+inline std::uint64_t best_key(float score, std::uint32_t index) {
+  std::uint32_t u;
+  const float f = score == 0.f ? 0.f : score;
+  std::memcpy(&u, &f, 4);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - index);
+}
+inline std::uint32_t key_index(std::uint64_t key) { return 0xFFFFFFFFu - static_cast<std::uint32_t>(key); }
+
+// rank = 0 .. n-1 ordered so that its first `keep` entries index the highest z, best first (ties: the lower index);
+// the rest follow in no particular order. keys: scratch.
+void best_first(const float* z, std::int64_t n, std::int64_t keep, std::vector<std::int32_t>& rank,
+                std::vector<std::uint64_t>& keys) {
+  keys.resize(n);
+  for (std::int64_t i = 0; i < n; ++i) keys[i] = best_key(z[i], static_cast<std::uint32_t>(i));
+  const auto mid = keys.begin() + keep;
+  if (keep < n) std::nth_element(keys.begin(), mid, keys.end(), std::greater<std::uint64_t>());
+  std::sort(keys.begin(), mid, std::greater<std::uint64_t>());
   rank.resize(n);
-  std::iota(rank.begin(), rank.end(), 0);
-  std::partial_sort(rank.begin(), rank.begin() + keep, rank.end(),
-                    [z](std::int32_t a, std::int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+  for (std::int64_t i = 0; i < n; ++i) rank[i] = static_cast<std::int32_t>(key_index(keys[i]));
 }
 }  // namespace
 
@@ -487,16 +507,16 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     return {0, 0};
   }
   if (t.mark.size() != static_cast<std::size_t>(o.size)) {
-    t.mark.assign(o.size, 0u);
-    t.count.assign(o.size, 0u);
+    t.mark.assign(o.size, 0);
     t.stamp = 0;
   }
-  if (++t.stamp == 0) {  // wrapped: clear the marks once every 2^32 queries
-    std::fill(t.mark.begin(), t.mark.end(), 0u);
-    std::fill(t.cell_mark.begin(), t.cell_mark.end(), 0u);
+  if (++t.stamp == 0) {  // wrapped: clear the marks (0 is never a live stamp)
+    std::fill(t.mark.begin(), t.mark.end(), std::uint16_t{0});
+    std::fill(t.cell_mark.begin(), t.cell_mark.end(), std::uint16_t{0});
     t.stamp = 1;
   }
-  const std::uint32_t st = t.stamp;
+  const std::uint16_t st = t.stamp;
+  const std::uint16_t unmarked = static_cast<std::uint16_t>(st - 1);  // any value but st
   // batch_shared: the shared neurons (ws.shared) are in the sample's softmax but not in `active`, which holds its own
   // neurons that are not shared, then its random negatives; none of them is added again
   const std::uint64_t* shared_bit = shared ? ws.shared_bit.data() : nullptr;
@@ -537,7 +557,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     // (The whole list in inference, half the budget at most, found no better top-1 and cost time.)
     const int keep = std::min({std::max(1, nh / 4), std::max(1, budget / 8),
                                std::max(0, fill_to - static_cast<int>(active.size()))});
-    best_first(t.z.data(), nh, keep, t.rank);
+    best_first(t.z.data(), nh, keep, t.rank, t.keys);
     for (int i = 0; i < keep; ++i) add(hot[t.rank[i]]);
   }
   std::pair<int, int> near{0, 0};  // near_share: neurons drawn from the near stratum, and the stratum's size
@@ -546,20 +566,11 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     // until the budget is full (union: the best cell only, like a single bucket).
     if (!cell_scores) throw std::logic_error("select_active: a k-means layer needs its cell scores");
     const int C = o.hash.cells();
-    // Cells best first (ties: the lower cell), as 64-bit keys: the score's bits in an order-preserving form, then
-    // the cell's complement. Sorting the keys themselves is several times faster than sorting cell indices by
-    // their scores (with 1024 cells that ordering was the largest part of selecting a sample's active set).
+    // Cells best first (ties: the lower cell), as sort keys (with 1024 cells, sorting cell indices by their scores
+    // was the largest part of selecting a sample's active set).
     t.cell_key.resize(C);
-    for (int c = 0; c < C; ++c) {
-      std::uint32_t u;
-      const float f = cell_scores[c] == 0.f ? 0.f : cell_scores[c];  // -0 ties with +0, as the floats compare
-      std::memcpy(&u, &f, 4);
-      u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-      t.cell_key[c] = (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(c));
-    }
-    auto cell_at = [&](int i) {
-      return static_cast<std::uint32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(t.cell_key[i]));
-    };
+    for (int c = 0; c < C; ++c) t.cell_key[c] = best_key(cell_scores[c], static_cast<std::uint32_t>(c));
+    auto cell_at = [&](int i) { return key_index(t.cell_key[i]); };
     // rank_pool: gather more than the room, then keep the best by exact score (the cell that fills the budget
     // may hold far more neurons than fit, in no useful order)
     const int room = fill_to - n_lab;  // the hot neurons already in it are ranked with the pool
@@ -590,11 +601,11 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     if (!given && limit > fill_to && pooled > room) {
       t.z.resize(pooled);
       o.scores(*k_, active.data() + n_lab, pooled, h, t.z.data());
-      best_first(t.z.data(), pooled, room, t.rank);
+      best_first(t.z.data(), pooled, room, t.rank, t.keys);
       t.cand.assign(active.begin() + n_lab, active.end());
       active.resize(n_lab);
       for (int i = 0; i < room; ++i) active.push_back(t.cand[t.rank[i]]);
-      for (int i = room; i < pooled; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark
+      for (int i = room; i < pooled; ++i) t.mark[t.cand[t.rank[i]]] = unmarked;  // not chosen
     }
     if (retrieval_only) return {n_lab, static_cast<int>(active.size()) - n_lab, 0, 0, cell, pos};
     add_shared();
@@ -611,7 +622,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
     const double want_pool = std::ceil(cfg_.near_pool * n_near);
     if (n_near > 0 && !o.cell_of.empty() &&  // (cell_of: the table exists)
         4 * want_pool <= static_cast<double>(o.size) - static_cast<double>(active.size() + n_shared)) {
-      if (t.cell_mark.size() != static_cast<std::size_t>(C)) t.cell_mark.assign(C, 0u);
+      if (t.cell_mark.size() != static_cast<std::size_t>(C)) t.cell_mark.assign(C, 0);
       t.near_cells.clear();
       t.near_ends.clear();
       std::int64_t span = 0;  // members of the stratum's cells, active ones included
@@ -702,6 +713,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       }
     } else {
       // Count how many tables return each neuron; keep the most frequent (first seen on ties).
+      if (t.count.size() != static_cast<std::size_t>(o.size)) t.count.assign(o.size, 0u);
       for (std::int32_t r : active) t.count[r] = 0;
       t.cand.clear();
       for (int tb = 0; tb < tables; ++tb) {
@@ -729,7 +741,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
       };
       if (keep < nc) std::partial_sort(t.rank.begin(), t.rank.begin() + keep, t.rank.end(), more);
       for (int i = 0; i < keep; ++i) active.push_back(t.cand[t.rank[i]]);
-      for (int i = keep; i < nc; ++i) t.mark[t.cand[t.rank[i]]] = st - 1;  // not chosen: unmark (st - 1 != st)
+      for (int i = keep; i < nc; ++i) t.mark[t.cand[t.rank[i]]] = unmarked;  // not chosen
     }
     if (retrieval_only) return {n_lab, static_cast<int>(active.size()) - n_lab};
     add_shared();
@@ -1815,7 +1827,8 @@ std::vector<std::int32_t> Network::best_on_mean(const Layer& o, const std::vecto
   }
   const std::int64_t n_hot = std::min<std::int64_t>(cfg_.hot_neurons, N);
   std::vector<std::int32_t> rank;
-  best_first(z.data(), N, n_hot, rank);
+  std::vector<std::uint64_t> keys;
+  best_first(z.data(), N, n_hot, rank, keys);
   rank.resize(n_hot);
   return rank;
 }
