@@ -85,6 +85,12 @@ def main():
     n_train = load_split(Path(a.data) / "train.npz").n
     total = a.epochs * -(-n_train // defaults.BATCH_SIZE)
     procs = []
+
+    def fail(message: str):
+        for p in procs:  # the others would only fail later on the closed pipe
+            p.kill()
+        sys.exit(message)
+
     for name, js in a.variant:
         env = dict(os.environ)
         if name in natives:
@@ -92,9 +98,9 @@ def main():
         args = [sys.executable, __file__, a.data, "--variant", name, js, "--child", js,
                 "--epochs", str(a.epochs), "--threads", str(a.threads)]
         p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        if p.stdout.readline().strip() != "ready":
-            sys.exit(f"variant {name}: its process did not start (exit code {p.wait()})")
         procs.append(p)
+        if p.stdout.readline().strip() != "ready":
+            fail(f"variant {name}: its process did not start (exit code {p.wait()})")
     seconds = [[] for _ in procs]
     done, turn = 0, 0
     while done < total:
@@ -105,7 +111,7 @@ def main():
             procs[i].stdin.flush()
             reply = procs[i].stdout.readline()
             if not reply:
-                sys.exit(f"variant {names[i]}: its process ended early (exit code {procs[i].wait()})")
+                fail(f"variant {names[i]}: its process ended early (exit code {procs[i].wait()})")
             seconds[i].append(float(reply))
         done += k
         turn += 1
