@@ -189,6 +189,7 @@ struct Network::Workspace {
     std::vector<std::int64_t> near_ends;
     std::vector<std::int32_t> near_at;      // near_share: a round's drawn members (offsets in the table)
     std::vector<std::int32_t> given;        // batch_shared: the sample's first pass
+    std::vector<std::uint64_t> union_bits;  // batch_shared: the neurons of the samples this thread selected for
     std::int64_t n_labels = 0, n_retrieved = 0, n_random = 0;
     double t_hash = 0, t_fwd = 0, t_bwd = 0;
   };
@@ -922,31 +923,50 @@ static float softmax_xent(const Kernels& k, const float* z, int m, const int* sl
 void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) {
   Workspace& ws = *ws_;
   const int nh = static_cast<int>(layers_.size()) - 1;
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 4)
-  for (std::int64_t s = 0; s < B; ++s)
-    ws.first[s] = select_active(o, row_ptr(ws.H[nh - 1], s, o.in_dim), y.indices + y.indptr[s],
-                                static_cast<int>(y.indptr[s + 1] - y.indptr[s]), 0, ws.active[s], ws, true, 0, nullptr,
-                                ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C, true);
-  ws.picks.resize(o.size, 0);  // zero between batches
+  const std::size_t words = (static_cast<std::size_t>(o.size) + 63) / 64;
   if (ws.sharing)
-    for (std::int32_t r : ws.shared) {  // the previous batch's
-      ws.shared_pos[r] = -1;
-      ws.shared_bit[r >> 6] = 0;
+    for (std::int32_t r : ws.shared) ws.shared_pos[r] = -1;  // the previous batch's
+  ws.shared_bit.resize(words);
+  // The union as a bitmap: each thread sets the bits of the samples it selected for (its own 25 KB bitmap at 200k
+  // neurons, in L1/L2), then the bitmaps are OR-ed word by word; its set bits, in order, are the union sorted by row.
+  // (Counting picks per neuron on one thread was a serial pass of random increments over a 200k-entry array.)
+#pragma omp parallel num_threads(threads_)
+  {
+    std::vector<std::uint64_t>& bits = ws.pt[omp_get_thread_num()].union_bits;
+    bits.assign(words, 0);
+#pragma omp for schedule(dynamic, 4)
+    for (std::int64_t s = 0; s < B; ++s) {
+      ws.first[s] = select_active(o, row_ptr(ws.H[nh - 1], s, o.in_dim), y.indices + y.indptr[s],
+                                  static_cast<int>(y.indptr[s + 1] - y.indptr[s]), 0, ws.active[s], ws, true, 0,
+                                  nullptr, ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C, true);
+      for (std::int32_t r : ws.active[s]) bits[r >> 6] |= std::uint64_t{1} << (r & 63);
+    }  // (implied barrier: every bitmap is complete)
+    const int nt = omp_get_num_threads();  // (the bitmaps of this region's threads; any others are stale)
+#pragma omp for schedule(static)
+    for (std::size_t w = 0; w < words; ++w) {
+      std::uint64_t u = 0;
+      for (int t = 0; t < nt; ++t) u |= ws.pt[t].union_bits[w];
+      ws.shared_bit[w] = u;
     }
+  }
   ws.shared.clear();
-  for (std::int64_t s = 0; s < B; ++s)
-    for (std::int32_t r : ws.active[s])
-      if (ws.picks[r]++ == 0) ws.shared.push_back(r);
+  for (std::size_t w = 0; w < words; ++w)
+    for (std::uint64_t u = ws.shared_bit[w]; u; u &= u - 1)
+      ws.shared.push_back(static_cast<std::int32_t>(w * 64 + static_cast<std::size_t>(__builtin_ctzll(u))));
   const std::size_t cap = static_cast<std::size_t>(cfg_.batch_shared);
-  if (ws.shared.size() > cap)
+  if (ws.shared.size() > cap) {  // keep those picked by the most samples (then the lower row), in row order
+    ws.picks.resize(o.size, 0);  // zero between batches
+    for (std::int64_t s = 0; s < B; ++s)
+      for (std::int32_t r : ws.active[s]) ++ws.picks[r];
     std::sort(ws.shared.begin(), ws.shared.end(), [&](std::int32_t a, std::int32_t b) {
       return ws.picks[a] > ws.picks[b] || (ws.picks[a] == ws.picks[b] && a < b);
     });
-  for (std::int32_t r : ws.shared) ws.picks[r] = 0;
-  ws.shared.resize(std::min(ws.shared.size(), cap));
-  std::sort(ws.shared.begin(), ws.shared.end());
-  ws.shared_bit.resize((static_cast<std::size_t>(o.size) + 63) / 64, 0);
-  for (std::int32_t r : ws.shared) ws.shared_bit[r >> 6] |= std::uint64_t{1} << (r & 63);
+    for (std::int32_t r : ws.shared) ws.picks[r] = 0;
+    ws.shared.resize(cap);
+    std::sort(ws.shared.begin(), ws.shared.end());
+    std::fill(ws.shared_bit.begin(), ws.shared_bit.end(), 0);
+    for (std::int32_t r : ws.shared) ws.shared_bit[r >> 6] |= std::uint64_t{1} << (r & 63);
+  }
   if (!o.cell_of.empty()) {
     ws.shared_in_cell.assign(C, 0);
     for (std::int32_t r : ws.shared)
