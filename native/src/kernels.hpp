@@ -20,6 +20,9 @@ struct Kernels {
   // y += sum_i coef[i] * W[ids[i]]
   void (*gather_axpy)(const float* W, std::int64_t ld, const std::int32_t* ids, const float* coef, int m, int n,
                       float* y);
+  // y = sum_i coef[i] * W[ids[i]]: gather_axpy into a zeroed y (the same sums), without zeroing it first
+  void (*gather_sum)(const float* W, std::int64_t ld, const std::int32_t* ids, const float* coef, int m, int n,
+                     float* y);
   // one Adam step on n weights given their gradient g (lr_t already bias-corrected)
   void (*adam)(float* w, float* m, float* v, const float* g, int n, float lr_t, float b1, float b2, float eps);
   // adam after a row's idle steps (zero gradient), taken first in closed form and in the same pass:

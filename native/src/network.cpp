@@ -1541,14 +1541,13 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         const std::int64_t pos = ws.shared_pos[r];
         gr = ws.Ws.data() + pos * round_up(cols, kTile);  // shared_gradients'
         gb = ws.gbs[pos];
+      } else if (slot >= 0) {
+        const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
+        k_->gather_sum(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
+                       g.data());
+        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
       } else {
         std::fill(g.begin(), g.begin() + cols, 0.f);
-        if (slot >= 0) {
-          const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
-          k_->gather_axpy(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
-                          g.data());
-          for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
-        }
       }
       if (crowd) {
         if (!layer.own[r]) return;  // in the crowd: it moves with it, which is no move relative to it
