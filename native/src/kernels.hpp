@@ -39,6 +39,9 @@ struct Kernels {
   // C = A B: A is M x K, B is K x N with N a multiple of kTile (row strides lda, ldb, ldc); score_tile is this with
   // N = kTile.
   void (*gemm)(const float* A, int lda, int M, const float* B, int ldb, int K, int N, float* C, int ldc);
+  // C = A^T B for A stored K x M (row stride lda): gemm of A's transpose without transposing it (the same sums, in
+  // the same order)
+  void (*gemm_tn)(const float* A, int lda, int M, const float* B, int ldb, int K, int N, float* C, int ldc);
   // DWTA over bins in groups of 8 (structure of arrays: dims[g][j][lane], pos likewise): for every bin,
   // out[bin] = position (0..7) of the largest of v over its 8 dims; the first max in dim order wins.
   void (*dwta)(const float* v, const std::int32_t* dims, const std::int32_t* pos, int ngroups, std::int32_t* out);

@@ -1357,24 +1357,17 @@ void Network::shared_gradients(const Layer& o, std::int64_t B) {
   float* G = ws.Ws.data();  // n x dp: the weights are no longer needed (shared_backward ran)
   ws.gbs.resize(n);
   const int chunks = (n + kSharedChunk - 1) / kSharedChunk;
-#pragma omp parallel num_threads(threads_)
-  {
-    std::vector<float> Dt(static_cast<std::size_t>(kSharedChunk) * B);  // a chunk of dZs transposed: chunk x B
-#pragma omp for schedule(dynamic, 1)
-    for (int c = 0; c < chunks; ++c) {
-      const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
-      for (std::int64_t s = 0; s < B; ++s) {
-        const float* z = ws.Zs.data() + s * np + k0;
-        for (int j = 0; j < kk; ++j) Dt[static_cast<std::size_t>(j) * B + s] = z[j];
-      }
-      for (int j = 0; j < kk; ++j) {
-        float gb = 0;
-        for (std::int64_t s = 0; s < B; ++s) gb += Dt[static_cast<std::size_t>(j) * B + s];
-        ws.gbs[k0 + j] = gb;
-      }
-      k_->gemm(Dt.data(), static_cast<int>(B), kk, Hp, ldh, static_cast<int>(B), dp,
-               G + static_cast<std::int64_t>(k0) * dp, dp);
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+  for (int c = 0; c < chunks; ++c) {
+    const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
+    float* gb = ws.gbs.data() + k0;
+    std::fill(gb, gb + kk, 0.f);
+    for (std::int64_t s = 0; s < B; ++s) {
+      const float* z = ws.Zs.data() + s * np + k0;
+      for (int j = 0; j < kk; ++j) gb[j] += z[j];
     }
+    k_->gemm_tn(ws.Zs.data() + k0, np, kk, Hp, ldh, static_cast<int>(B), dp, G + static_cast<std::int64_t>(k0) * dp,
+                dp);
   }
 }
 
@@ -1385,26 +1378,19 @@ void Network::dense_update(Layer& layer, int li, const float* D, const float* X,
   Workspace& ws = *ws_;
   const float lr_t = static_cast<float>(adam_lr(step_));
   const auto [Xp, ldx] = padded_cols(X, B, d, d, ws.wpad);
-  ws.wt.resize(static_cast<std::size_t>(n) * B);
-  float* Dt = ws.wt.data();  // D transposed: n x B
   const std::int64_t blocks = (n + kTile - 1) / kTile;
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> G(static_cast<std::size_t>(kTile) * dp);
-#pragma omp for schedule(static)
-    for (int j = 0; j < n; ++j)
-      for (std::int64_t s = 0; s < B; ++s) Dt[j * B + s] = D[s * n + j];
+    std::vector<float> G(static_cast<std::size_t>(kTile) * dp), gb(kTile);
 #pragma omp for schedule(static)
     for (std::int64_t blk = 0; blk < blocks; ++blk) {
       const std::int64_t j0 = blk * kTile;
       const int w = static_cast<int>(std::min<std::int64_t>(kTile, n - j0));
-      k_->gemm(Dt + j0 * B, static_cast<int>(B), w, Xp, ldx, static_cast<int>(B), dp, G.data(), dp);
-      for (int r = 0; r < w; ++r) {
-        const float* dt = Dt + (j0 + r) * B;
-        float gb = 0;
-        for (std::int64_t s = 0; s < B; ++s) gb += dt[s];
-        adam_row(layer, li, j0 + r, G.data() + static_cast<std::size_t>(r) * dp, gb, 0, lr_t);
-      }
+      k_->gemm_tn(D + j0, n, w, Xp, ldx, static_cast<int>(B), dp, G.data(), dp);
+      std::fill(gb.begin(), gb.end(), 0.f);
+      for (std::int64_t s = 0; s < B; ++s)
+        for (int r = 0; r < w; ++r) gb[r] += D[s * n + j0 + r];
+      for (int r = 0; r < w; ++r) adam_row(layer, li, j0 + r, G.data() + static_cast<std::size_t>(r) * dp, gb[r], 0, lr_t);
     }
   }
 }
