@@ -450,6 +450,10 @@ void Network::query_vector(const Layer& layer, const float* h, float* out) const
 }
 
 namespace {
+// A set of rows as a bitmap, 64 rows a word (batch_shared's union: 25 KB at 200k rows, so tests stay in cache).
+inline void set_bit(std::uint64_t* bits, std::int64_t r) { bits[r >> 6] |= std::uint64_t{1} << (r & 63); }
+inline bool has_bit(const std::uint64_t* bits, std::int64_t r) { return bits[r >> 6] >> (r & 63) & 1u; }
+
 // A sort key that orders by score, highest first, then by the lower index: the score's bits in an order-preserving
 // form, then the index's complement (-0 ties with +0, as the floats compare). Sorting these keys is several times
 // faster than sorting indices by a comparator that looks their scores up.
@@ -523,7 +527,7 @@ Network::Picked Network::select_active(const Layer& o, const float* h, const std
   const std::uint64_t* shared_bit = shared ? ws.shared_bit.data() : nullptr;
   const int n_shared = shared ? static_cast<int>(shared->size()) : 0;
   auto taken = [&](std::int32_t id) {
-    return t.mark[id] == st || (shared_bit && (shared_bit[id >> 6] >> (id & 63) & 1u));
+    return t.mark[id] == st || (shared_bit && has_bit(shared_bit, id));
   };
   auto add = [&](std::int32_t id) {
     if (!taken(id)) {
@@ -939,7 +943,7 @@ void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) 
       ws.first[s] = select_active(o, row_ptr(ws.H[nh - 1], s, o.in_dim), y.indices + y.indptr[s],
                                   static_cast<int>(y.indptr[s + 1] - y.indptr[s]), 0, ws.active[s], ws, true, 0,
                                   nullptr, ws.cell_scores.empty() ? nullptr : ws.cell_scores.data() + s * C, true);
-      for (std::int32_t r : ws.active[s]) bits[r >> 6] |= std::uint64_t{1} << (r & 63);
+      for (std::int32_t r : ws.active[s]) set_bit(bits.data(), r);
     }  // (implied barrier: every bitmap is complete)
     const int nt = omp_get_num_threads();  // (the bitmaps of this region's threads; any others are stale)
 #pragma omp for schedule(static)
@@ -965,7 +969,7 @@ void Network::batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C) 
     ws.shared.resize(cap);
     std::sort(ws.shared.begin(), ws.shared.end());
     std::fill(ws.shared_bit.begin(), ws.shared_bit.end(), 0);
-    for (std::int32_t r : ws.shared) ws.shared_bit[r >> 6] |= std::uint64_t{1} << (r & 63);
+    for (std::int32_t r : ws.shared) set_bit(ws.shared_bit.data(), r);
   }
   if (!o.cell_of.empty()) {
     ws.shared_in_cell.assign(C, 0);
@@ -1424,7 +1428,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   // batch_shared: the shared rows' gradients are one product (shared_gradients); their entries are left out here
   const bool sharing = !layer.input && ws.sharing;
   // (the bitmap: the scans below test every row of the layer, and the 200k-row position map did not stay cached)
-  auto is_shared = [&](std::int64_t r) { return sharing && (ws.shared_bit[r >> 6] >> (r & 63) & 1u); };
+  auto is_shared = [&](std::int64_t r) { return sharing && has_bit(ws.shared_bit.data(), r); };
   if (sharing) shared_gradients(layer, B);
   ws.count.resize(nrows);
   if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
