@@ -160,10 +160,9 @@ struct Network::Workspace {
   std::vector<std::int32_t> shared_pos;  // per row of the layer: its index in shared (-1: not shared)
   std::vector<std::uint64_t> shared_bit;  // per row of the layer: shared or not (a bitmap small enough to stay cached)
   std::vector<std::int32_t> shared_in_cell;  // per k-means cell: its shared members (near_share's stratum size)
-  // The shared rows' weights (ns x dp), then their gradients for the update; the batch's logits of them (batch x nsp),
-  // then their gradients (each sample's row is overwritten once its logits are read); the last hidden layer's output
-  // transposed (d x batch padded to a tile); their bias gradients.
-  std::vector<float> Ws, Zs, HT, gbs;
+  // The batch's logits of the shared rows (batch x nsp), then their gradients (each sample's row is overwritten once
+  // its logits are read); the last hidden layer's output transposed (d x batch padded to a tile).
+  std::vector<float> Zs, HT;
   bool sharing = false;                  // this batch's output layer has shared rows (shared_pos, shared_bit set)
   // transposition of (row id, sample, coefficient) triples for the gradient pass
   std::vector<std::int32_t> count, slot;  // per row of the layer: entries this batch; its index in touched
@@ -1275,45 +1274,58 @@ void Network::dense_backward(const Layer& layer, const float* W, const float* D,
 
 // batch_shared: the three products over the shared neurons run by chunks of kSharedChunk of them, so that a chunk of
 // their gathered weights (or of their logit gradients) stays in cache while every sample of the batch uses it. Every
-// element is still one sum in a fixed order, whatever the thread count.
+// element is still one sum in a fixed order, whatever the thread count. The weights are gathered a chunk at a time
+// where a product needs them and the gradients formed a chunk at a time where Adam takes them, so that the union's
+// size (tens of thousands of neurons in the first batches) costs no memory beyond its logits.
 constexpr int kSharedChunk = 256;
 
+// The fp32 weights of the shared neurons rows[0, kk) as rows of dp floats, zero-padded.
+static void gather_rows(const Kernels& k, const Network::Layer& o, const std::int32_t* rows, int kk, int dp, float* out) {
+  const int d = o.in_dim;
+  for (int j = 0; j < kk; ++j) {
+    float* wj = out + static_cast<std::size_t>(j) * dp;
+    if (o.bf16) k.from_bf16(o.param16(Network::Layer::kWeights, rows[j]), wj, d);
+    else std::memcpy(wj, o.w(rows[j]), sizeof(float) * d);
+    std::fill(wj + d, wj + dp, 0.f);
+  }
+}
+
+// Resizes a per-batch buffer whose contents are all rewritten: when it must grow, the old block is freed before
+// the new one is taken (a vector's own growth copies, holding both at once at the peak).
+static void resize_for_overwrite(std::vector<float>& v, std::size_t n) {
+  if (n > v.capacity()) std::vector<float>().swap(v);
+  v.resize(n);
+}
+
 // batch_shared: the shared neurons' logits for the whole batch, ws.Zs (B x nsp) = H W_S^T + b_S, with W_S their
-// weights gathered (ws.Ws, ns x dp, zero-padded columns); ws.shared_pos maps each shared row to its column. Each chunk
-// is W_S's rows times H^T (d x Bp, ws.HT), transposed into Zs. Returns nsp, the shared count padded to whole tiles.
+// weights; ws.shared_pos maps each shared row to its column. Each chunk is its gathered rows of W_S times H^T (d x Bp,
+// ws.HT), transposed into Zs. Returns nsp, the shared count padded to whole tiles.
 int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
   Workspace& ws = *ws_;
   const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size()), np = round_up(n, kTile);
   const int Bp = round_up(static_cast<int>(B), kTile);
   if (ws.shared_pos.size() != static_cast<std::size_t>(o.size)) ws.shared_pos.assign(o.size, -1);
-  // every element is written below (the padding with zeros): no zero fill of tens of MB in the first batches
-  ws.Ws.resize(static_cast<std::size_t>(n) * dp);
-  ws.Zs.resize(static_cast<std::size_t>(B) * np);
+  resize_for_overwrite(ws.Zs, static_cast<std::size_t>(B) * np);
   ws.HT.resize(static_cast<std::size_t>(d) * Bp);
   const int chunks = (n + kSharedChunk - 1) / kSharedChunk;
 #pragma omp parallel num_threads(threads_)
   {
-#pragma omp for schedule(static)
-    for (int j = 0; j < n; ++j) {
-      const std::int32_t r = ws.shared[j];
-      ws.shared_pos[r] = j;
-      float* wj = ws.Ws.data() + static_cast<std::size_t>(j) * dp;
-      if (o.bf16) k_->from_bf16(o.param16(Layer::kWeights, r), wj, d);
-      else std::memcpy(wj, o.w(r), sizeof(float) * d);
-      std::fill(wj + d, wj + dp, 0.f);
-    }
+#pragma omp for schedule(static) nowait
+    for (int j = 0; j < n; ++j) ws.shared_pos[ws.shared[j]] = j;
 #pragma omp for schedule(static)
     for (int k = 0; k < d; ++k) {
       float* row = ws.HT.data() + static_cast<std::size_t>(k) * Bp;
       for (std::int64_t s = 0; s < B; ++s) row[s] = H[s * d + k];
       std::fill(row + B, row + Bp, 0.f);
     }
-    std::vector<float> T(static_cast<std::size_t>(kSharedChunk) * Bp);  // a chunk's logits, chunk x Bp
-    std::vector<float> bias(kSharedChunk);                               // and its neurons' biases
+    std::vector<float> W(static_cast<std::size_t>(kSharedChunk) * dp);  // a chunk's weights
+    std::vector<float> T(static_cast<std::size_t>(kSharedChunk) * Bp);  // its logits, chunk x Bp
+    std::vector<float> bias(kSharedChunk);                               // its neurons' biases
 #pragma omp for schedule(dynamic, 1)
     for (int c = 0; c < chunks; ++c) {
       const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
-      k_->gemm(ws.Ws.data() + static_cast<std::size_t>(k0) * dp, dp, kk, ws.HT.data(), Bp, d, Bp, T.data(), Bp);
+      gather_rows(*k_, o, ws.shared.data() + k0, kk, dp, W.data());
+      k_->gemm(W.data(), dp, kk, ws.HT.data(), Bp, d, Bp, T.data(), Bp);
       for (int j = 0; j < kk; ++j) bias[j] = o.b[ws.shared[k0 + j]];
       for (std::int64_t s = 0; s < B; ++s) {
         float* z = ws.Zs.data() + s * np + k0;
@@ -1327,8 +1339,8 @@ int Network::shared_logits(const Layer& o, const float* H, std::int64_t B) {
 }
 
 // batch_shared: the shared neurons' part of the last hidden layer's gradient, dH += dZs W_S (dZs: their logits'
-// gradients, written over ws.Zs), by groups of 32 samples: a group reads W_S once, a chunk at a time while the chunk
-// is in cache, and adds the chunks' products in chunk order.
+// gradients, written over ws.Zs), by groups of 32 samples; each thread gathers a chunk of W_S once for all its groups,
+// and every sample adds the chunks' products in chunk order.
 void Network::shared_backward(const Layer& o, std::int64_t B, int nsp) {
   Workspace& ws = *ws_;
   const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size());
@@ -1336,42 +1348,20 @@ void Network::shared_backward(const Layer& o, std::int64_t B, int nsp) {
   const std::int64_t groups = (B + kGroup - 1) / kGroup;
 #pragma omp parallel num_threads(threads_)
   {
-    std::vector<float> out(static_cast<std::size_t>(kGroup) * dp);
-#pragma omp for schedule(static)
-    for (std::int64_t g = 0; g < groups; ++g) {
-      const std::int64_t s0 = g * kGroup;
-      const int rows = static_cast<int>(std::min<std::int64_t>(kGroup, B - s0));
-      for (int k0 = 0; k0 < n; k0 += kSharedChunk) {
-        const int kk = std::min(kSharedChunk, n - k0);
-        k_->gemm(ws.Zs.data() + s0 * nsp + k0, nsp, rows, ws.Ws.data() + static_cast<std::size_t>(k0) * dp, dp, kk, dp,
-                 out.data(), dp);
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const std::int64_t g0 = groups * t / nt, g1 = groups * (t + 1) / nt;  // this thread's groups
+    std::vector<float> out(static_cast<std::size_t>(kGroup) * dp), W;
+    if (g0 < g1) W.resize(static_cast<std::size_t>(kSharedChunk) * dp);
+    for (int k0 = 0; k0 < n && g0 < g1; k0 += kSharedChunk) {
+      const int kk = std::min(kSharedChunk, n - k0);
+      gather_rows(*k_, o, ws.shared.data() + k0, kk, dp, W.data());
+      for (std::int64_t g = g0; g < g1; ++g) {
+        const std::int64_t s0 = g * kGroup;
+        const int rows = static_cast<int>(std::min<std::int64_t>(kGroup, B - s0));
+        k_->gemm(ws.Zs.data() + s0 * nsp + k0, nsp, rows, W.data(), dp, kk, dp, out.data(), dp);
         for (int r = 0; r < rows; ++r) k_->axpy(ws.dH.data() + (s0 + r) * d, 1.f, out.data() + r * dp, d);
       }
     }
-  }
-}
-
-// batch_shared: the shared rows' gradients for the update, G (ns x dp, in ws.Ws) = dZs^T H and ws.gbs (column sums of
-// dZs, in ws.Zs); each row's sums run over the samples in order, as the other rows' do.
-void Network::shared_gradients(const Layer& o, std::int64_t B) {
-  Workspace& ws = *ws_;
-  const int nh = static_cast<int>(layers_.size()) - 1;
-  const int d = o.in_dim, dp = round_up(d, kTile), n = static_cast<int>(ws.shared.size()), np = round_up(n, kTile);
-  const auto [Hp, ldh] = padded_cols(ws.H[nh - 1].data(), B, d, d, ws.wpad);
-  float* G = ws.Ws.data();  // n x dp: the weights are no longer needed (shared_backward ran)
-  ws.gbs.resize(n);
-  const int chunks = (n + kSharedChunk - 1) / kSharedChunk;
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
-  for (int c = 0; c < chunks; ++c) {
-    const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, n - k0);
-    float* gb = ws.gbs.data() + k0;
-    std::fill(gb, gb + kk, 0.f);
-    for (std::int64_t s = 0; s < B; ++s) {
-      const float* z = ws.Zs.data() + s * np + k0;
-      for (int j = 0; j < kk; ++j) gb[j] += z[j];
-    }
-    k_->gemm_tn(ws.Zs.data() + k0, np, kk, Hp, ldh, static_cast<int>(B), dp, G + static_cast<std::int64_t>(k0) * dp,
-                dp);
   }
 }
 
@@ -1425,11 +1415,9 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
   // accesses to the per-row arrays are split between the threads.
   const std::int64_t nrows = layer.rows();
   const bool crowd = !layer.input && this->crowd();
-  // batch_shared: the shared rows' gradients are one product (shared_gradients); their entries are left out here
+  // batch_shared: the shared rows have no entries here (they are not in act); their gradients are products over
+  // the batch, formed a chunk at a time in the update below
   const bool sharing = !layer.input && ws.sharing;
-  // (the bitmap: the scans below test every row of the layer, and the 200k-row position map did not stay cached)
-  auto is_shared = [&](std::int64_t r) { return sharing && has_bit(ws.shared_bit.data(), r); };
-  if (sharing) shared_gradients(layer, B);
   ws.count.resize(nrows);
   if (ws.slot.size() != static_cast<std::size_t>(nrows)) ws.slot.assign(nrows, -1);
   auto for_each_triple = [&](auto&& fn) {
@@ -1466,7 +1454,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
         ++entries;
       }
     });
-    for (std::int64_t r = lo; r < hi; ++r) rows += ws.count[r] != 0 || is_shared(r);
+    for (std::int64_t r = lo; r < hi; ++r) rows += ws.count[r] != 0;
     nt_rows[t + 1] = rows;
     nt_entries[t + 1] = entries;
 #pragma omp barrier
@@ -1485,7 +1473,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
     // touched rows in increasing order: the update then walks memory forwards (hardware prefetch helps)
     std::int64_t i = nt_rows[t], acc = nt_entries[t];
     for (std::int64_t r = lo; r < hi; ++r) {
-      if (!ws.count[r] && !is_shared(r)) continue;
+      if (!ws.count[r]) continue;
       ws.touched[i] = static_cast<std::int32_t>(r);
       ws.tstart[i] = acc;
       ws.slot[r] = static_cast<std::int32_t>(i);
@@ -1520,25 +1508,16 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
       for (std::int32_t r : ws.shared)
         if (!layer.own[r]) layer.own[r] = 2;
   }
+  // batch_shared: the shared rows' gradients G = dZs^T H (dZs: ws.Zs, B x nsp) and their column sums; each row's
+  // sums run over the samples in order, as the other rows' do
+  const int nshared = sharing ? static_cast<int>(ws.shared.size()) : 0, dp = round_up(cols, kTile);
+  const int nsp = round_up(nshared, kTile), shared_chunks = (nshared + kSharedChunk - 1) / kSharedChunk;
+  const auto [Hp, ldh] = sharing ? padded_cols(V.data(), B, cols, cols, ws.wpad) : std::pair<const float*, int>{};
 #pragma omp parallel num_threads(threads_)
   {
     std::vector<float> g(crowd ? 3 * cols + 1 : cols);  // crowd_step: gradient, then rise_row's scratch
-    // gradient of row r from its slot's (sample, coefficient) entries (none: zero gradient), then Adam
-    auto update = [&](std::int64_t r, std::int64_t slot) {
-      const float* gr = g.data();
-      float gb = 0;
-      if (is_shared(r)) {
-        const std::int64_t pos = ws.shared_pos[r];
-        gr = ws.Ws.data() + pos * round_up(cols, kTile);  // shared_gradients'
-        gb = ws.gbs[pos];
-      } else if (slot >= 0) {
-        const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
-        k_->gather_sum(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
-                       g.data());
-        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
-      } else {
-        std::fill(g.begin(), g.begin() + cols, 0.f);
-      }
+    // Adam step of row r with gradient gr and bias gradient gb
+    auto step_row = [&](std::int64_t r, const float* gr, float gb) {
       if (crowd) {
         if (!layer.own[r]) return;  // in the crowd: it moves with it, which is no move relative to it
         // relative to the crowd, a row with its own state rises by every crowd step since its last update
@@ -1549,6 +1528,33 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
       adam_row(layer, li, r, gr, gb, catchup ? step_ - 1 - layer.last[r] : 0, lr_t);
       if (catchup || crowd) layer.last[r] = step_;
     };
+    // gradient of row r from its slot's (sample, coefficient) entries (none: zero gradient), then Adam
+    auto update = [&](std::int64_t r, std::int64_t slot) {
+      float gb = 0;
+      if (slot >= 0) {
+        const std::int64_t e0 = ws.tstart[slot], ne = ws.tstart[slot + 1] - e0;
+        k_->gather_sum(V.data(), cols, ws.tsample.data() + e0, ws.tcoef.data() + e0, static_cast<int>(ne), cols,
+                       g.data());
+        for (std::int64_t e = e0; e < e0 + ne; ++e) gb += ws.tcoef[e];
+      } else {
+        std::fill(g.begin(), g.begin() + cols, 0.f);
+      }
+      step_row(r, g.data(), gb);
+    };
+    if (sharing) {
+      std::vector<float> G(static_cast<std::size_t>(kSharedChunk) * dp), gbs(kSharedChunk);
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int c = 0; c < shared_chunks; ++c) {
+        const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, nshared - k0);
+        std::fill(gbs.begin(), gbs.begin() + kk, 0.f);
+        for (std::int64_t s = 0; s < B; ++s) {
+          const float* z = ws.Zs.data() + s * nsp + k0;
+          for (int j = 0; j < kk; ++j) gbs[j] += z[j];
+        }
+        k_->gemm_tn(ws.Zs.data() + k0, nsp, kk, Hp, ldh, static_cast<int>(B), dp, G.data(), dp);
+        for (int j = 0; j < kk; ++j) step_row(ws.shared[k0 + j], G.data() + static_cast<std::size_t>(j) * dp, gbs[j]);
+      }
+    }
     if (!cfg_.dense_adam) {
 #pragma omp for schedule(dynamic, 64)
       for (std::int64_t i = 0; i < ntouched; ++i) {
@@ -1567,6 +1573,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
       // the original: every weight gets an Adam step each batch, zero gradient where untouched
 #pragma omp for schedule(static)
       for (std::int64_t r = 0; r < nrows; ++r) {
+        if (sharing && has_bit(ws.shared_bit.data(), r)) continue;  // updated above
         const std::int32_t sl = ws.slot[r];  // a row is touched iff touched[slot[r]] == r (slot may be stale)
         update(r, sl >= 0 && sl < ntouched && ws.touched[sl] == r ? sl : -1);
       }

@@ -154,7 +154,6 @@ class Network {
   void batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C);
   int shared_logits(const Layer& o, const float* H, std::int64_t B);
   void shared_backward(const Layer& o, std::int64_t B, int nsp);
-  void shared_gradients(const Layer& o, std::int64_t B);
   void output_dense(const Csr& y);
   // Dense layers as matrix products over the batch (weights W: fp32, row stride ld).
   const float* dense_weights(const Layer& layer, std::vector<float>& buf) const;
