@@ -1291,9 +1291,10 @@ static void gather_rows(const Kernels& k, const Network::Layer& o, const std::in
 }
 
 // Resizes a per-batch buffer whose contents are all rewritten: when it must grow, the old block is freed before
-// the new one is taken (a vector's own growth copies, holding both at once at the peak).
+// the new one is taken (a vector's own growth copies, holding both at once at the peak); when it is four times too
+// large (the union of the first batches is tens of times that of later ones), it is given back.
 static void resize_for_overwrite(std::vector<float>& v, std::size_t n) {
-  if (n > v.capacity()) std::vector<float>().swap(v);
+  if (n > v.capacity() || v.capacity() > 4 * n + (std::size_t(1) << 18)) std::vector<float>().swap(v);
   v.resize(n);
 }
 
