@@ -1281,11 +1281,11 @@ constexpr int kSharedChunk = 256;
 
 // The fp32 weights of the shared neurons rows[0, kk) as rows of dp floats, zero-padded.
 static void gather_rows(const Kernels& k, const Network::Layer& o, const std::int32_t* rows, int kk, int dp, float* out) {
-  const int d = o.in_dim;
+  const int d = o.cols();
   for (int j = 0; j < kk; ++j) {
     float* wj = out + static_cast<std::size_t>(j) * dp;
-    if (o.bf16) k.from_bf16(o.param16(Network::Layer::kWeights, rows[j]), wj, d);
-    else std::memcpy(wj, o.w(rows[j]), sizeof(float) * d);
+    const float* w = o.row(Network::Layer::kWeights, rows[j], wj, k);  // bf16: converted into wj
+    if (w != wj) std::memcpy(wj, w, sizeof(float) * d);
     std::fill(wj + d, wj + dp, 0.f);
   }
 }
