@@ -1567,6 +1567,12 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
                                    : reinterpret_cast<const char*>(layer.param(part, nr));
             for (std::int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 1);
           }
+          if (!layer.input) {  // the row's bias and its Adam moments: three more random reads otherwise
+            __builtin_prefetch(&layer.b[nr], 1);
+            __builtin_prefetch(&layer.mb[nr], 1);
+            __builtin_prefetch(&layer.vb[nr], 1);
+          }
+          if (catchup || crowd) __builtin_prefetch(&layer.last[nr], 1);
         }
         update(ws.touched[i], i);
       }
