@@ -844,12 +844,9 @@ float Network::train_batch(const Csr& x, const Csr& y) {
 
   if (crowd() && step_ - crowd_settled_ >= kCrowdPending) settle_crowd();
   auto t0 = Clock::now();
-  const float* idle_c = nullptr;
-  if (cfg_.adam_catchup && !cfg_.dense_adam) {  // the idle steps of this batch's update (step_ + 1)
-    prepare_idle_sums(step_ + 1);
-    idle_c = input_idle_steps(x);
-  }
-  hidden_layers(x, ws.H, idle_c);  // every hidden layer for the whole batch
+  const bool catch_up = cfg_.adam_catchup && !cfg_.dense_adam;
+  if (catch_up) prepare_idle_sums(step_ + 1);  // the idle steps of this batch's update (step_ + 1)
+  hidden_layers(x, ws.H, catch_up);  // every hidden layer for the whole batch
   if (o.sparse && cfg_.hot_neurons > 0) {
     const int d = o.in_dim;
     hot_hsum_.resize(d, 0.0);
@@ -1164,36 +1161,40 @@ void Network::output_dense(const Csr& y) {
 // adam_catchup: dense Adam moves an idle row every step by its momentum; sparse Adam owes it those steps and takes
 // them in closed form at the row's next update. The forward pass reads each input row of the batch as it will be
 // after those owed steps (the update's starting point), so the hidden layer and every gradient of the batch see the
-// weights dense Adam would have. Reading them stale cost 0.002-0.003 P@1 on a 200k-label set. Returns, per entry of
-// x, its row's owed step sum (0: none), or nullptr when no row has been updated yet. Output rows are read as they
-// are: bringing the sampled ones up to date before their logits made no measurable difference.
-const float* Network::input_idle_steps(const Csr& x) {
+// weights dense Adam would have. Reading them stale cost 0.002-0.003 P@1 on a 200k-label set. Writes, per entry
+// [a, e) of x, its row's owed step sum (0: none). Output rows are read as they are: bringing the sampled ones up to
+// date before their logits made no measurable difference.
+void Network::input_idle_steps(const Csr& x, std::int64_t a, std::int64_t e, float* c) const {
   const Layer& in = layers_.front();
-  if (in.last.empty()) return nullptr;
-  const std::int64_t nnz = x.indptr[x.rows];
-  std::vector<float>& c = ws_->idle_c;
-  c.resize(nnz);
-  for (std::int64_t i = 0; i < nnz; ++i) {
+  for (std::int64_t i = a; i < e; ++i) {
     const std::int64_t last = in.last[x.indices[i]];  // 0: never updated (m = v = 0)
-    c[i] = last > 0 && last < step_ ? idle_step(step_ - last).c : 0.f;
+    c[i - a] = last > 0 && last < step_ ? idle_step(step_ - last).c : 0.f;
   }
-  return c.data();
 }
 
 // Every hidden layer for the batch: the input layer row by row (a sparse row times the feature-major weights; with
-// idle_c, each row read with its owed idle steps applied), then each dense hidden layer as one matrix product; ReLU.
-void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c) const {
+// catch_up, each row read with its owed idle steps applied), then each dense hidden layer as one matrix product;
+// ReLU. The rows are dealt out a few at a time (their lengths differ; split in two fixed halves, one thread waited
+// for the other), and each row's owed steps are worked out by the thread that reads it.
+void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, bool catch_up) const {
   const int nh = static_cast<int>(layers_.size()) - 1;
   const std::int64_t n = x.rows;
   const Layer& L0 = layers_[0];
   const float eps = static_cast<float>(cfg_.eps);
-#pragma omp parallel for num_threads(threads_) schedule(static)
+  catch_up = catch_up && !L0.last.empty();  // (empty until the first update: nothing owed)
+  std::vector<float>& idle_c = ws_->idle_c;
+  if (catch_up) idle_c.resize(x.indptr[n]);
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 4)
   for (std::int64_t s = 0; s < n; ++s) {
     float* h0 = row_ptr(H[0], s, L0.size);
     const std::int64_t a = x.indptr[s], e = x.indptr[s + 1];
     std::memcpy(h0, L0.b.data(), sizeof(float) * L0.size);
-    if (idle_c) L0.gather_axpy_idle(*k_, x.indices + a, x.data + a, idle_c + a, static_cast<int>(e - a), eps, h0);
-    else L0.gather_axpy(*k_, x.indices + a, x.data + a, static_cast<int>(e - a), h0);
+    if (catch_up) {
+      input_idle_steps(x, a, e, idle_c.data() + a);
+      L0.gather_axpy_idle(*k_, x.indices + a, x.data + a, idle_c.data() + a, static_cast<int>(e - a), eps, h0);
+    } else {
+      L0.gather_axpy(*k_, x.indices + a, x.data + a, static_cast<int>(e - a), h0);
+    }
     for (int j = 0; j < L0.size; ++j) h0[j] = std::max(h0[j], 0.f);
   }
   for (int l = 1; l < nh; ++l) {

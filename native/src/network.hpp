@@ -149,7 +149,7 @@ class Network {
   void cell_scores_batch(const Layer& o, const float* H, std::int64_t n, std::vector<float>& out) const;
   void hidden_batch(const Csr& x, std::vector<std::vector<float>>& H) const;
   // Training, one batch: every hidden layer, then the output layer sparse (per sample) or dense (batched).
-  void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, const float* idle_c = nullptr) const;
+  void hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, bool catch_up = false) const;
   void output_sparse(const Csr& x, const Csr& y);
   void batch_shared(const Layer& o, const Csr& y, std::int64_t B, int C);
   int shared_logits(const Layer& o, const float* H, std::int64_t B);
@@ -177,7 +177,7 @@ class Network {
   void apply_adam(Layer& layer, int layer_index, const Csr& x);
   double adam_lr(std::int64_t step) const;
   void prepare_idle_sums(std::int64_t now);
-  const float* input_idle_steps(const Csr& x);
+  void input_idle_steps(const Csr& x, std::int64_t a, std::int64_t e, float* c) const;
   double idle_step_sum(std::int64_t idle) const;
   struct IdleStep {
     float c, d1, d2;  // summed idle step sizes, beta1^idle, beta2^idle
