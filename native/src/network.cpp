@@ -1174,7 +1174,7 @@ void Network::input_idle_steps(const Csr& x, std::int64_t a, std::int64_t e, flo
 
 // Every hidden layer for the batch: the input layer row by row (a sparse row times the feature-major weights; with
 // catch_up, each row read with its owed idle steps applied), then each dense hidden layer as one matrix product;
-// ReLU. The rows are dealt out a few at a time (their lengths differ; split in two fixed halves, one thread waited
+// ReLU. The rows are dealt out a few at a time, since their lengths differ (in two fixed halves one thread waited
 // for the other), and each row's owed steps are worked out by the thread that reads it.
 void Network::hidden_layers(const Csr& x, std::vector<std::vector<float>>& H, bool catch_up) const {
   const int nh = static_cast<int>(layers_.size()) - 1;
@@ -1367,6 +1367,14 @@ void Network::shared_backward(const Layer& o, std::int64_t B, int nsp) {
   }
 }
 
+// The bias gradients of the rows whose logit gradients are the M columns of A (K samples x M, row stride lda; the
+// A of gemm_tn): out[r] = sum over the samples of A[k][r], in sample order, as every other gradient sum.
+static void column_sums(const float* A, int lda, int M, std::int64_t K, float* out) {
+  std::fill(out, out + M, 0.f);
+  for (std::int64_t k = 0; k < K; ++k)
+    for (int r = 0; r < M; ++r) out[r] += A[k * lda + r];
+}
+
 // Gradient and Adam step of every row of a dense layer: G = D^T X (row j's gradient sum_s D[s][j] X[s]; bias
 // gradient sum_s D[s][j]), in blocks of kTile rows split across threads.
 void Network::dense_update(Layer& layer, int li, const float* D, const float* X, std::int64_t B) {
@@ -1383,9 +1391,7 @@ void Network::dense_update(Layer& layer, int li, const float* D, const float* X,
       const std::int64_t j0 = blk * kTile;
       const int w = static_cast<int>(std::min<std::int64_t>(kTile, n - j0));
       k_->gemm_tn(D + j0, n, w, Xp, ldx, static_cast<int>(B), dp, G.data(), dp);
-      std::fill(gb.begin(), gb.end(), 0.f);
-      for (std::int64_t s = 0; s < B; ++s)
-        for (int r = 0; r < w; ++r) gb[r] += D[s * n + j0 + r];
+      column_sums(D + j0, n, w, B, gb.data());
       for (int r = 0; r < w; ++r) adam_row(layer, li, j0 + r, G.data() + static_cast<std::size_t>(r) * dp, gb[r], 0, lr_t);
     }
   }
@@ -1548,11 +1554,7 @@ void Network::apply_adam(Layer& layer, int li, const Csr& x) {
 #pragma omp for schedule(dynamic, 1) nowait
       for (int c = 0; c < shared_chunks; ++c) {
         const int k0 = c * kSharedChunk, kk = std::min(kSharedChunk, nshared - k0);
-        std::fill(gbs.begin(), gbs.begin() + kk, 0.f);
-        for (std::int64_t s = 0; s < B; ++s) {
-          const float* z = ws.Zs.data() + s * nsp + k0;
-          for (int j = 0; j < kk; ++j) gbs[j] += z[j];
-        }
+        column_sums(ws.Zs.data() + k0, nsp, kk, B, gbs.data());
         k_->gemm_tn(ws.Zs.data() + k0, nsp, kk, Hp, ldh, static_cast<int>(B), dp, G.data(), dp);
         for (int j = 0; j < kk; ++j) step_row(ws.shared[k0 + j], G.data() + static_cast<std::size_t>(j) * dp, gbs[j]);
       }
